@@ -1,0 +1,1 @@
+"""Operator commands that read or repair the archive."""

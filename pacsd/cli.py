@@ -1,0 +1,109 @@
+"""The `pacsd` command: serve, stats, fsck."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pacsd import __version__, log
+from pacsd.config import ConfigError, Settings, load
+
+EXIT_USAGE = 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load(args.config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pacsd.server import serve
+
+    serve(_settings(args))
+    return 0
+
+
+def _index_path(settings: Settings) -> Path:
+    path = settings.server.data_dir / "index.sqlite"
+    if not path.exists():
+        raise ConfigError(f"{settings.source}: no index at {path} (has the server run with this data_dir?)")
+    return path
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from pacsd.admin.stats import counts
+    from pacsd.index.db import open_index
+
+    db = open_index(_index_path(_settings(args)), readonly=True)
+    try:
+        result = counts()
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:<10} {value}")
+    return 0
+
+
+def _fsck(args: argparse.Namespace) -> int:
+    from pacsd.admin import fsck
+    from pacsd.archive import Archive
+
+    settings = _settings(args)
+    _index_path(settings)
+    archive = Archive(settings)
+    archive.start()
+    try:
+        report = fsck.check(archive.storage)
+        if args.reindex:
+            fsck.reindex(archive.storage, archive.ingest, report)
+    finally:
+        archive.close()
+    for path in report.missing_files:
+        print(f"missing file for indexed instance: {path}")
+    for path in report.unindexed_files:
+        print(f"unindexed file: {path}")
+    for path in report.reindexed:
+        print(f"reindexed: {path}")
+    for path, why in report.refused:
+        print(f"not reindexed: {path}: {why}")
+    print("clean" if report.clean else "problems found")
+    return 0 if report.clean else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pacsd", description="A DIMSE-native mini-PACS.")
+    p.add_argument("--version", action="version", version=f"pacsd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help)
+        c.add_argument("--config", type=Path, help="TOML config file (default: embedded, data in ./var)")
+        return c
+
+    command("serve", "run the DICOM server").set_defaults(func=_serve)
+    stats = command("stats", "count what the archive holds (read-only)")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(func=_stats)
+    fsck = command("fsck", "find index rows without files and files without rows")
+    fsck.add_argument("--reindex", action="store_true", help="index unindexed files through ingest")
+    fsck.set_defaults(func=_fsck)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    log.configure()
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"pacsd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""TOML configuration read into typed, validated settings.
+
+Every problem is reported as one :class:`ConfigError` naming the file and
+the key, so ``pacsd`` can print a single line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_AE_TITLE = "PACSD"
+DEFAULT_PORT = 11112
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A known application entity: C-MOVE destination, upstream, ..."""
+
+    name: str
+    ae_title: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    ae_title: str = DEFAULT_AE_TITLE
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: Path = Path("var")
+    max_associations: int = 100
+    # Seconds without a PDU before an association is aborted.
+    network_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    remotes: dict[str, Remote] = field(default_factory=dict)
+    source: str = "<embedded default>"
+
+
+def _check_ae_title(where: str, value: str) -> str:
+    # PS3.5 AE VR: 1-16 characters of the default repertoire, no backslash
+    # or control characters; leading/trailing spaces are not significant.
+    stripped = value.strip()
+    if not 1 <= len(stripped) <= 16 or any(
+        c == "\\" or not (" " <= c <= "~") for c in stripped
+    ):
+        raise ConfigError(f"{where}: not a valid AE title: {value!r} (1-16 printable ASCII characters)")
+    return stripped
+
+
+class _Reader:
+    """Pulls typed values out of one TOML table, rejecting unknown keys."""
+
+    def __init__(self, source: str, table: dict[str, Any], prefix: str) -> None:
+        self.source = source
+        self.table = dict(table)
+        self.prefix = prefix
+
+    def where(self, key: str) -> str:
+        return f"{self.source}: [{self.prefix}] {key}" if self.prefix else f"{self.source}: {key}"
+
+    def get(self, key: str, kind: type, default: Any) -> Any:
+        if key not in self.table:
+            return default
+        value = self.table.pop(key)
+        # bool is an int subclass in Python; a port of `true` is a mistake.
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise ConfigError(
+                f"{self.where(key)}: expected {kind.__name__}, got {type(value).__name__} {value!r}"
+            )
+        return value
+
+    def port(self, key: str, default: int) -> int:
+        value: int = self.get(key, int, default)
+        if not 1 <= value <= 65535:
+            raise ConfigError(f"{self.where(key)}: port {value} is outside 1-65535")
+        return value
+
+    def finish(self) -> None:
+        if self.table:
+            key = sorted(self.table)[0]
+            raise ConfigError(f"{self.where(key)}: unknown key")
+
+
+def _server(source: str, table: dict[str, Any], base: Path) -> ServerSettings:
+    r = _Reader(source, table, "server")
+    ae_title = _check_ae_title(r.where("ae_title"), r.get("ae_title", str, DEFAULT_AE_TITLE))
+    host = r.get("host", str, "127.0.0.1")
+    port = r.port("port", DEFAULT_PORT)
+    data_dir = Path(r.get("data_dir", str, "var"))
+    max_assoc = r.get("max_associations", int, 100)
+    if max_assoc < 1:
+        raise ConfigError(f"{r.where('max_associations')}: must be at least 1")
+    timeout = r.get("network_timeout", float, 60.0)
+    if timeout <= 0:
+        raise ConfigError(f"{r.where('network_timeout')}: must be positive")
+    r.finish()
+    # A relative data_dir is relative to the config file, so a config works
+    # whatever directory the server is started from.
+    if not data_dir.is_absolute():
+        data_dir = base / data_dir
+    return ServerSettings(ae_title, host, port, data_dir, max_assoc, timeout)
+
+
+def _remotes(source: str, table: dict[str, Any]) -> dict[str, Remote]:
+    remotes = {}
+    for name, entry in table.items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: [remotes] {name}: expected a table [remotes.{name}]")
+        r = _Reader(source, entry, f"remotes.{name}")
+        ae_title = _check_ae_title(r.where("ae_title"), r.get("ae_title", str, name))
+        if "host" not in entry:
+            raise ConfigError(f"{r.where('host')}: missing")
+        if "port" not in entry:
+            raise ConfigError(f"{r.where('port')}: missing")
+        host = r.get("host", str, "")
+        port = r.port("port", 0)
+        r.finish()
+        remotes[name] = Remote(name, ae_title, host, port)
+    return remotes
+
+
+def parse(text: str, source: str, base: Path) -> Settings:
+    """Parse TOML *text*; *base* anchors relative paths."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    top = _Reader(source, doc, "")
+    server = _server(source, top.get("server", dict, {}), base)
+    remotes = _remotes(source, top.get("remotes", dict, {}))
+    top.finish()
+    return Settings(server=server, remotes=remotes, source=source)
+
+
+def load(path: Path | None) -> Settings:
+    """Read the config at *path*, or the embedded default when it is None.
+
+    The embedded default serves out of ``./var`` relative to the current
+    directory, as the README promises.
+    """
+    if path is None:
+        return Settings(server=ServerSettings(data_dir=Path.cwd() / "var"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    return parse(text, str(path), path.resolve().parent)

@@ -1,0 +1,1 @@
+"""Thin pynetdicom event handlers: translate DIMSE in and out, call the domain."""

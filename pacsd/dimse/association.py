@@ -1,0 +1,51 @@
+"""Association events: log opened/closed/rejected with who and from where."""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from typing import Any
+
+from pynetdicom import evt
+from pynetdicom.association import Association
+
+from pacsd import log
+
+_serials = itertools.count(1)
+_ids: weakref.WeakKeyDictionary[Association, int] = weakref.WeakKeyDictionary()
+_log = log.get("pacsd.association")
+
+
+def fields(assoc: Association) -> dict[str, Any]:
+    """Identifiers of *assoc* for every log line about it."""
+    if assoc not in _ids:
+        _ids[assoc] = next(_serials)
+    return {
+        "assoc": _ids[assoc],
+        "calling_ae": assoc.requestor.ae_title,
+        "peer": f"{assoc.requestor.address}:{assoc.requestor.port}",
+    }
+
+
+def _accepted(event: evt.Event) -> None:
+    _log.info("association_opened", called_ae=event.assoc.acceptor.ae_title, **fields(event.assoc))
+
+
+def _released(event: evt.Event) -> None:
+    _log.info("association_closed", how="released", **fields(event.assoc))
+
+
+def _aborted(event: evt.Event) -> None:
+    _log.info("association_closed", how="aborted", **fields(event.assoc))
+
+
+def _rejected(event: evt.Event) -> None:
+    _log.warning("association_rejected", **fields(event.assoc))
+
+
+HANDLERS = [
+    (evt.EVT_ACCEPTED, _accepted),
+    (evt.EVT_RELEASED, _released),
+    (evt.EVT_ABORTED, _aborted),
+    (evt.EVT_REJECTED, _rejected),
+]

@@ -1,0 +1,51 @@
+"""Domain outcomes and refusals mapped to DIMSE statuses, in one table.
+
+pacsd-specific codes sit in the ranges PS3.4 B.2.3 reserves for C-STORE
+("Error: Cannot understand" C000-CFFF, "Refused: Out of resources"
+A700-A7FF); the README lists them.
+"""
+
+from __future__ import annotations
+
+from pydicom import config as pydicom_config
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from pacsd import errors
+from pacsd.ingest import Result
+
+SUCCESS = 0x0000
+PROCESSING_FAILURE = 0x0110
+
+STORE_REFUSALS: dict[type[errors.Refusal], int] = {
+    errors.InvalidObject: 0xC000,
+    errors.InvalidUID: 0xC001,
+    errors.RequestMismatch: 0xC002,
+    errors.SOPClassMismatch: 0xA900,  # standard: Data Set does not match SOP Class
+    errors.IdentityConflict: 0xC010,
+    errors.StorageFailure: 0xA700,  # standard: Out of resources
+}
+
+STORE_RESULTS: dict[Result, int] = {
+    Result.STORED: SUCCESS,
+    Result.ALREADY_STORED: SUCCESS,
+    Result.DUPLICATE_KEPT: 0xB006,  # warning: Elements Discarded (all of them)
+}
+
+
+def store_refusal_code(refusal: errors.Refusal) -> int:
+    # Most specific class first: SOPClassMismatch before RequestMismatch.
+    for cls in type(refusal).__mro__:
+        if cls in STORE_REFUSALS:
+            return STORE_REFUSALS[cls]
+    return PROCESSING_FAILURE
+
+
+def status(code: int, comment: str = "") -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        # Error Comment is LO (64 chars); a comment naming two patient keys
+        # and a UID needs more, and DCMTK and pynetdicom read it whole.
+        ds[0x00000902] = DataElement(0x00000902, "LO", comment, validation_mode=pydicom_config.IGNORE)
+    return ds

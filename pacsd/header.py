@@ -1,0 +1,239 @@
+"""Read what the index needs from an encoded dataset, without decoding it all.
+
+Objects are stored exactly as received, so the bytes on the wire are never
+re-encoded. Two passes over those bytes:
+
+1. :func:`check_structure` walks every element header (nested sequences and
+   encapsulated fragments included) and proves each declared length fits.
+   pydicom silently returns a partial dataset for truncated input; this
+   walk is what turns a truncated object into a refusal.
+2. :func:`read_header` decodes only the leading elements the index keeps,
+   stopping before anything past (0020,0013).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import DeflatedExplicitVRLittleEndian, UID
+
+from pacsd.errors import InvalidObject
+
+UNDEFINED = 0xFFFFFFFF
+ITEM = 0xFFFEE000
+ITEM_END = 0xFFFEE00D
+SEQUENCE_END = 0xFFFEE0DD
+# Explicit VRs encoded with 2 reserved bytes and a 4-byte length (PS3.5 7.1.2).
+LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+MAX_DEPTH = 32
+
+# The attributes the index keeps; decoding stops after the last of them.
+KEPT_TAGS = [
+    Tag(t)
+    for t in (
+        0x00080005, 0x00080016, 0x00080018, 0x00080020, 0x00080030, 0x00080050,
+        0x00080060, 0x00080090, 0x00081030, 0x0008103E, 0x00100010, 0x00100020,
+        0x00100021, 0x00100030, 0x00100040, 0x0020000D, 0x0020000E, 0x00200010,
+        0x00200011, 0x00200013,
+    )
+]
+LAST_KEPT = max(KEPT_TAGS)
+
+
+@dataclass(frozen=True)
+class Header:
+    """The identifying and queryable attributes of one object."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    patient_id: str
+    issuer: str
+    patient_name: str
+    birth_date: str
+    sex: str
+    study_date: str
+    study_time: str
+    accession: str
+    study_description: str
+    referring_physician: str
+    study_id: str
+    modality: str
+    series_number: int | None
+    series_description: str
+    instance_number: int | None
+    charset: str
+
+
+class _Walker:
+    """Bounds-checks element headers of one encoding over a buffer."""
+
+    def __init__(self, data: bytes, implicit: bool, little: bool) -> None:
+        self.data = data
+        self.implicit = implicit
+        order = "<" if little else ">"
+        self.tag_len = struct.Struct(order + "HHL")  # tag + 4-byte length (implicit, items)
+        self.short = struct.Struct(order + "HH2sH")  # explicit VR, 2-byte length
+        self.long = struct.Struct(order + "HH2s2xL")  # explicit VR, 4-byte length
+
+    def _truncated(self, pos: int, what: str) -> InvalidObject:
+        return InvalidObject(f"truncated dataset: {what} at byte {pos} runs past the end ({len(self.data)} bytes)")
+
+    def dataset(self, pos: int, end: int, implicit: bool, depth: int, in_item: bool) -> int:
+        """Walk elements from *pos*; return the position after the dataset."""
+        if depth > MAX_DEPTH:
+            raise InvalidObject(f"sequences nested deeper than {MAX_DEPTH} levels")
+        data = self.data
+        while pos < end:
+            if pos + 8 > end:
+                raise self._truncated(pos, "element header")
+            group, elem, length = self.tag_len.unpack_from(data, pos)
+            tag = (group << 16) | elem
+            if tag == ITEM_END and in_item:
+                return pos + 8
+            if group == 0xFFFE:
+                raise InvalidObject(f"unexpected delimiter ({group:04X},{elem:04X}) at byte {pos}")
+            vr = b""
+            start = pos + 8
+            if not implicit:
+                _, _, vr, length = self.short.unpack_from(data, pos)
+                if not (vr.isalpha() and vr.isupper()):
+                    raise InvalidObject(f"element ({group:04X},{elem:04X}) at byte {pos} has no valid VR")
+                if vr in LONG_VRS:
+                    if pos + 12 > end:
+                        raise self._truncated(pos, f"element ({group:04X},{elem:04X}) header")
+                    _, _, _, length = self.long.unpack_from(data, pos)
+                    start = pos + 12
+            if length == UNDEFINED:
+                if not implicit and vr not in (b"SQ", b"UN", b"OB", b"OW"):
+                    raise InvalidObject(f"element ({group:04X},{elem:04X}) of VR {vr.decode()} has undefined length")
+                # UN of undefined length holds implicit VR little endian items (PS3.5 6.2.2).
+                pos = self.items(start, end, implicit or vr == b"UN", depth + 1)
+                continue
+            if start + length > end:
+                raise self._truncated(pos, f"element ({group:04X},{elem:04X}) of {length} bytes")
+            if vr == b"SQ":
+                self.items(start, start + length, implicit, depth + 1, defined=True)
+            pos = start + length
+        if in_item:
+            raise self._truncated(pos, "item without its delimiter")
+        return pos
+
+    def items(self, pos: int, end: int, implicit: bool, depth: int, defined: bool = False) -> int:
+        """Walk the items of a sequence (or pixel data fragments)."""
+        data = self.data
+        while pos < end:
+            if pos + 8 > end:
+                raise self._truncated(pos, "item header")
+            group, elem, length = self.tag_len.unpack_from(data, pos)
+            tag = (group << 16) | elem
+            if tag == SEQUENCE_END and not defined:
+                return pos + 8
+            if tag != ITEM:
+                raise InvalidObject(f"expected an item, found ({group:04X},{elem:04X}) at byte {pos}")
+            if length == UNDEFINED:
+                pos = self.dataset(pos + 8, end, implicit, depth, in_item=True)
+            else:
+                if pos + 8 + length > end:
+                    raise self._truncated(pos, f"item of {length} bytes")
+                pos += 8 + length
+        if not defined:
+            raise self._truncated(pos, "sequence without its delimiter")
+        return pos
+
+
+def inflate(data: bytes) -> bytes:
+    """Undo Deflated Explicit VR Little Endian (raw deflate, PS3.5 A.5)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data) + inflater.flush()
+    except zlib.error as exc:
+        raise InvalidObject(f"deflated dataset cannot be inflated: {exc}") from None
+    if not inflater.eof:
+        raise InvalidObject("truncated dataset: deflate stream ends early")
+    return out
+
+
+def check_structure(data: bytes, implicit: bool, little: bool) -> None:
+    """Raise :class:`InvalidObject` unless *data* is a complete dataset."""
+    if not data:
+        raise InvalidObject("empty dataset")
+    try:
+        _Walker(data, implicit, little).dataset(0, len(data), implicit, 0, in_item=False)
+    except struct.error as exc:  # pragma: no cover - bounds are checked first
+        raise InvalidObject(f"malformed dataset: {exc}") from None
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value: Any = ds.get(keyword)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        # VM > 1 (a backslash in the text) comes back as a list.
+        value = "\\".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+    return value.strip(" \0")
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _stop_after_kept(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return tag > LAST_KEPT
+
+
+def read_header(encoded: bytes, transfer_syntax: str) -> Header:
+    """Check *encoded* and return its :class:`Header`.
+
+    *encoded* is the dataset as sent (no file meta), in *transfer_syntax*.
+    """
+    ts = UID(transfer_syntax)
+    if not ts.is_transfer_syntax:
+        raise InvalidObject(f"unknown transfer syntax {transfer_syntax}")
+    data = inflate(encoded) if ts == DeflatedExplicitVRLittleEndian else encoded
+    implicit, little = ts.is_implicit_VR, ts.is_little_endian
+    check_structure(data, implicit, little)
+    try:
+        ds = read_dataset(
+            BytesIO(data), implicit, little, stop_when=_stop_after_kept, specific_tags=KEPT_TAGS
+        )
+        name = ds.get("PatientName")
+        header = Header(
+            sop_class_uid=_text(ds, "SOPClassUID"),
+            sop_instance_uid=_text(ds, "SOPInstanceUID"),
+            study_uid=_text(ds, "StudyInstanceUID"),
+            series_uid=_text(ds, "SeriesInstanceUID"),
+            patient_id=_text(ds, "PatientID"),
+            issuer=_text(ds, "IssuerOfPatientID"),
+            patient_name=str(name).strip(" \0") if name is not None else "",
+            birth_date=_text(ds, "PatientBirthDate"),
+            sex=_text(ds, "PatientSex"),
+            study_date=_text(ds, "StudyDate"),
+            study_time=_text(ds, "StudyTime"),
+            accession=_text(ds, "AccessionNumber"),
+            study_description=_text(ds, "StudyDescription"),
+            referring_physician=str(ds.get("ReferringPhysicianName") or "").strip(" \0"),
+            study_id=_text(ds, "StudyID"),
+            modality=_text(ds, "Modality"),
+            series_number=_int(ds, "SeriesNumber"),
+            series_description=_text(ds, "SeriesDescription"),
+            instance_number=_int(ds, "InstanceNumber"),
+            charset=_text(ds, "SpecificCharacterSet"),
+        )
+    except InvalidObject:
+        raise
+    except Exception as exc:  # pydicom raises many types on garbage input
+        raise InvalidObject(f"dataset cannot be decoded: {type(exc).__name__}: {exc}") from None
+    return header

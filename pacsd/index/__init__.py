@@ -1,0 +1,1 @@
+"""The SQLite index: models, identity rules and the group-commit writer."""

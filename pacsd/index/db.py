@@ -1,0 +1,60 @@
+"""Opening the index: apsw connection, pragmas and the schema version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playhouse.apsw_ext import APSWDatabase
+
+from pacsd.index.models import MODELS, database
+
+# Bumped with each schema change; upgrades go in UPGRADES[from_version].
+SCHEMA_VERSION = 1
+
+
+class SchemaError(Exception):
+    """The index was written by a newer pacsd, or cannot be upgraded."""
+
+
+def open_index(path: Path, *, readonly: bool = False) -> APSWDatabase:
+    """Open (creating if needed) the index at *path* and bind the models.
+
+    WAL lets readers (C-FIND, ``pacsd stats``) run while a store commits;
+    synchronous=FULL makes a commit durable before we answer success.
+    """
+    flags = {}
+    if readonly:
+        import apsw
+
+        flags = {"flags": apsw.SQLITE_OPEN_READONLY}
+    db = APSWDatabase(
+        str(path),
+        pragmas={"foreign_keys": 1, "synchronous": "full"} if readonly else {
+            "journal_mode": "wal",
+            "synchronous": "full",
+            "foreign_keys": 1,
+        },
+        timeout=30,
+        **flags,
+    )
+    database.initialize(db)
+    db.connect()
+    if not readonly:
+        _migrate(db)
+    else:
+        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise SchemaError(f"{path}: index schema version {version}, this pacsd reads {SCHEMA_VERSION}")
+    return db
+
+
+def _migrate(db: APSWDatabase) -> None:
+    with db.atomic("IMMEDIATE"):
+        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"index schema version {version} is newer than this pacsd ({SCHEMA_VERSION}); upgrade pacsd"
+            )
+        if version == 0:
+            db.create_tables(MODELS)
+            db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -1,0 +1,98 @@
+"""The index schema as peewee models.
+
+The invariants live here, as constraints, not as checks in Python:
+
+- a patient is unique by (patient_id, issuer, no_id_study_uid). For every
+  patient with an ID, no_id_study_uid is '' (CHECK), so the UNIQUE holds on
+  (PatientID, IssuerOfPatientID) exactly as DESIGN.md says. An object with
+  no PatientID gets a patient of its own per study, keyed by the study UID,
+  so two unidentified people are never joined into one patient.
+- study, series and instance UIDs are UNIQUE and each row names exactly one
+  parent (NOT NULL foreign key).
+- issuer is never NULL: SQLite treats NULLs as distinct under UNIQUE.
+"""
+
+from __future__ import annotations
+
+from peewee import (
+    SQL,
+    AutoField,
+    BigIntegerField,
+    Check,
+    DatabaseProxy,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+from playhouse.sqlite_ext import AutoIncrementField
+
+database = DatabaseProxy()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Patient(BaseModel):
+    id = AutoField()
+    patient_id = TextField()
+    issuer = TextField(default="")
+    no_id_study_uid = TextField(default="")
+    name = TextField(default="")
+    birth_date = TextField(default="")
+    sex = TextField(default="")
+
+    class Meta:
+        indexes = ((("patient_id", "issuer", "no_id_study_uid"), True),)
+        constraints = [Check("(patient_id = '') = (no_id_study_uid != '')")]
+
+
+class Study(BaseModel):
+    id = AutoField()
+    study_uid = TextField(unique=True)
+    patient = ForeignKeyField(Patient, backref="studies", on_delete="RESTRICT", index=True)
+    study_date = TextField(default="", index=True)
+    study_time = TextField(default="")
+    accession = TextField(default="", index=True)
+    description = TextField(default="")
+    referring_physician = TextField(default="")
+    study_id = TextField(default="")
+
+
+class Series(BaseModel):
+    id = AutoField()
+    series_uid = TextField(unique=True)
+    study = ForeignKeyField(Study, backref="series", on_delete="RESTRICT", index=True)
+    modality = TextField(default="", index=True)
+    series_number = IntegerField(null=True)
+    description = TextField(default="")
+
+
+class Instance(BaseModel):
+    id = AutoField()
+    sop_uid = TextField(unique=True)
+    series = ForeignKeyField(Series, backref="instances", on_delete="RESTRICT", index=True)
+    sop_class_uid = TextField()
+    instance_number = IntegerField(null=True)
+    transfer_syntax = TextField()
+    path = TextField(unique=True)  # relative to data_dir/files
+    size = BigIntegerField()
+    received_at = DateTimeField(constraints=[SQL("DEFAULT CURRENT_TIMESTAMP")])
+
+
+class Change(BaseModel):
+    """The change feed: one row per change, in the changing transaction."""
+
+    seq = AutoIncrementField()  # AUTOINCREMENT: a sequence number is never reused
+    at = DateTimeField(constraints=[SQL("DEFAULT CURRENT_TIMESTAMP")])
+    action = TextField(constraints=[Check("action IN ('create', 'update', 'merge', 'delete')")])
+    level = TextField(constraints=[Check("level IN ('patient', 'study', 'series', 'instance')")])
+    row_id = IntegerField()
+    uid = TextField()
+
+
+MODELS = [Patient, Study, Series, Instance, Change]

@@ -1,0 +1,166 @@
+"""One object in: validate, write the file durably, index it, answer.
+
+The same path serves C-STORE from a modality and (later) objects arriving
+from an upstream fetch. Order matters and is the whole point:
+
+1. read and check the header (nothing written yet);
+2. write the Part 10 file under a temporary name and fsync it;
+3. on the index writer, in one savepoint: link the rows; for a new
+   instance rename the file into place (fsynced) before the commit;
+4. return only after the commit. A refusal or a failed commit removes the
+   file, so nothing is left behind.
+
+Duplicate policy: re-sending an object whose dataset bytes equal the stored
+ones succeeds and changes nothing. A different object under a stored SOP
+Instance UID keeps the stored one and is answered with a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from pydicom.dataset import FileMetaDataset
+from pydicom.filewriter import write_file_meta_info
+from pydicom.filebase import DicomBytesIO
+
+from pacsd import uid
+from pacsd.errors import Refusal, RequestMismatch, SOPClassMismatch, StorageFailure
+from pacsd.header import Header, read_header
+from pacsd.index import identity
+from pacsd.index.identity import Linked, Placement
+from pacsd.index.writer import IndexWriter
+from pacsd.storage import Storage
+
+
+@dataclass(frozen=True)
+class Received:
+    """An encoded dataset as it came off the wire, with its request."""
+
+    dataset: bytes  # no file meta, in transfer_syntax
+    transfer_syntax: str
+    sop_class_uid: str  # from the C-STORE request (Affected SOP Class UID)
+    sop_instance_uid: str  # Affected SOP Instance UID
+    source_ae: str
+
+
+class Result(Enum):
+    STORED = "stored"
+    ALREADY_STORED = "already_stored"  # identical re-send: nothing changed
+    DUPLICATE_KEPT = "duplicate_kept"  # different content: stored copy kept
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    header: Header
+    comment: str = ""
+
+
+def _part10(received: Received) -> list[bytes]:
+    """Preamble, prefix and file meta for *received*, then its dataset as sent."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = received.sop_class_uid
+    meta.MediaStorageSOPInstanceUID = received.sop_instance_uid
+    meta.TransferSyntaxUID = received.transfer_syntax
+    meta.ImplementationClassUID = uid.IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = uid.IMPLEMENTATION_VERSION_NAME
+    if received.source_ae:
+        meta.SourceApplicationEntityTitle = received.source_ae
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_file_meta_info(buf, meta, enforce_standard=True)
+    return [b"\0" * 128, b"DICM", buf.getvalue(), received.dataset]
+
+
+def validate(received: Received) -> Header:
+    """Read the header of *received* and check its identifiers."""
+    header = read_header(received.dataset, received.transfer_syntax)
+    uid.require(header.sop_class_uid, "SOP Class UID (0008,0016)")
+    uid.require(header.sop_instance_uid, "SOP Instance UID (0008,0018)")
+    uid.require(header.study_uid, "Study Instance UID (0020,000D)")
+    uid.require(header.series_uid, "Series Instance UID (0020,000E)")
+    if header.sop_class_uid != received.sop_class_uid:
+        raise SOPClassMismatch(
+            f"SOP Class UID {header.sop_class_uid} in the dataset differs from "
+            f"{received.sop_class_uid} in the request"
+        )
+    if header.sop_instance_uid != received.sop_instance_uid:
+        raise RequestMismatch(
+            f"SOP Instance UID {header.sop_instance_uid} in the dataset differs from "
+            f"{received.sop_instance_uid} in the request"
+        )
+    return header
+
+
+class Ingest:
+    def __init__(self, storage: Storage, writer: IndexWriter) -> None:
+        self.storage = storage
+        self.writer = writer
+
+    def store(self, received: Received) -> Outcome:
+        """Store *received*; raise a :class:`pacsd.errors.Refusal` if refused."""
+        header = validate(received)
+        relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
+        chunks = _part10(received)
+        try:
+            temp = self.storage.write_temp(chunks)
+        except OSError as exc:
+            raise StorageFailure(f"cannot write file: {exc.strerror or exc}") from None
+        size = sum(len(c) for c in chunks)
+        try:
+            linked: Linked = self.writer.submit(
+                lambda: self._link(header, received, temp, relative, size),
+                self._unplace,
+            )
+        except Refusal:
+            raise
+        except OSError as exc:
+            raise StorageFailure(f"cannot store file: {exc.strerror or exc}") from None
+        except Exception as exc:
+            raise StorageFailure(f"index write failed: {exc}") from exc
+        finally:
+            self.storage.remove(temp)  # gone already if it was placed
+        if linked.placement is Placement.NEW:
+            return Outcome(Result.STORED, header)
+        if self._same_dataset(linked.stored_path, received.dataset):
+            return Outcome(Result.ALREADY_STORED, header)
+        return Outcome(
+            Result.DUPLICATE_KEPT,
+            header,
+            f"SOP instance {header.sop_instance_uid} is already stored with different "
+            "content; the stored object was kept and this one discarded",
+        )
+
+    def _link(self, header: Header, received: Received, temp: Path, relative: str, size: int) -> Linked:
+        """Runs on the index writer, inside a savepoint."""
+        linked = identity.link(header, relative, size, received.transfer_syntax)
+        if linked.placement is Placement.NEW:
+            try:
+                self.storage.place(temp, relative)
+            except BaseException:
+                self._unplace(linked)
+                raise
+        return linked
+
+    def _unplace(self, linked: Linked) -> None:
+        if linked.placement is Placement.NEW:
+            self.storage.remove(self.storage.absolute(linked.stored_path))
+
+    def _same_dataset(self, relative: str, dataset: bytes) -> bool:
+        """Whether the stored file's dataset bytes are exactly *dataset*."""
+        try:
+            return stored_dataset(self.storage.absolute(relative)) == dataset
+        except (OSError, ValueError):
+            return False
+
+
+def stored_dataset(path: Path) -> bytes:
+    """The dataset bytes of a Part 10 file pacsd wrote (after its file meta)."""
+    data = path.read_bytes()
+    # Our meta starts with (0002,0000) UL File Meta Information Group Length.
+    if data[128:132] != b"DICM" or data[132:138] != b"\x02\x00\x00\x00UL":
+        raise ValueError(f"{path}: not a Part 10 file written by pacsd")
+    group_length = int.from_bytes(data[140:144], "little")
+    return data[144 + group_length :]

@@ -1,0 +1,49 @@
+"""structlog set-up: JSON lines on stderr, console rendering on a terminal."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def configure(level: str = "info") -> None:
+    """Route structlog (and pynetdicom's stdlib logging) to stderr.
+
+    One event per line with ``event``, ``level`` and ``timestamp``; outside
+    tools parse these lines, so the JSON form is the default whenever stderr
+    is not a terminal.
+    """
+    renderer: structlog.typing.Processor
+    if sys.stderr.isatty():
+        renderer = structlog.dev.ConsoleRenderer()
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # pynetdicom and pydicom log through stdlib logging; send their warnings
+    # and errors through structlog so stderr stays one JSON event per line.
+    root = logging.getLogger()
+    root.handlers[:] = [_ToStructlog()]
+    root.setLevel(logging.WARNING)
+
+
+class _ToStructlog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        get(record.name).log(record.levelno, record.getMessage(), logger=record.name)
+
+
+def get(name: str = "pacsd") -> structlog.typing.FilteringBoundLogger:
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
+    return logger

@@ -1,0 +1,53 @@
+"""Builds the pynetdicom AE, its presentation contexts and handlers."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import AE, AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification
+
+from pacsd import log
+from pacsd.archive import Archive
+from pacsd.config import Settings
+from pacsd.dimse import association, echo, store
+
+
+def build_ae(settings: Settings) -> AE:
+    ae = AE(ae_title=settings.server.ae_title)
+    ae.maximum_associations = settings.server.max_associations
+    ae.network_timeout = settings.server.network_timeout
+    ae.acse_timeout = 30
+    ae.dimse_timeout = settings.server.network_timeout
+    # Accept a PDU of any size the peer wants to send: fewer, larger PDUs.
+    ae.maximum_pdu_size = 0
+    ae.add_supported_context(Verification)
+    # Objects are stored as received, so every transfer syntax is accepted.
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, AllTransferSyntaxes)
+    return ae
+
+
+def serve(settings: Settings) -> None:
+    """Run the server until SIGINT/SIGTERM."""
+    logger = log.get()
+    archive = Archive(settings)
+    archive.start()
+    ae = build_ae(settings)
+    handlers = [*association.HANDLERS, *echo.HANDLERS, *store.handlers(archive.ingest)]
+    address = (settings.server.host, settings.server.port)
+    server = ae.start_server(address, block=False, evt_handlers=handlers)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logger.info(
+        "server_started", ae_title=settings.server.ae_title, host=address[0], port=address[1],
+        data_dir=str(settings.server.data_dir), config=settings.source,
+    )
+    stop.wait()
+    logger.info("server_stopping")
+    server.shutdown()
+    archive.close()
+    logger.info("server_stopped")

@@ -1,0 +1,101 @@
+"""File layout and durable writes.
+
+Layout under ``data_dir``::
+
+    index.sqlite                      the index (WAL mode)
+    files/<study>/<series>/<sop>.dcm  stored objects, Part 10
+    tmp/                              objects being written (cleared at start)
+
+Paths are built only from UIDs that passed :func:`pacsd.uid.require`, so
+no attribute text can steer a write outside ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from pacsd import uid
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Storage:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir
+        self.files = data_dir / "files"
+        self.tmp = data_dir / "tmp"
+
+    def prepare(self) -> int:
+        """Create the layout and clear temporaries left by a crash.
+
+        Returns how many stale temporary files were removed.
+        """
+        for path in (self.root, self.files, self.tmp):
+            path.mkdir(parents=True, exist_ok=True)
+        stale = 0
+        for entry in self.tmp.iterdir():
+            entry.unlink()
+            stale += 1
+        return stale
+
+    def relative_path(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        """The path of an object relative to ``files/``, from validated UIDs."""
+        for value in (study_uid, series_uid, sop_uid):
+            uid.require(value, "UID used in a path")
+        return f"{study_uid}/{series_uid}/{sop_uid}.dcm"
+
+    def absolute(self, relative: str) -> Path:
+        return self.files / relative
+
+    def write_temp(self, chunks: Iterable[bytes]) -> Path:
+        """Write *chunks* to a new temporary file and fsync it."""
+        path = self.tmp / f"{uuid.uuid4().hex}.part"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return path
+
+    def place(self, temp: Path, relative: str) -> Path:
+        """Rename *temp* into place durably; return the final path.
+
+        New directories and the rename itself are fsynced, so once this
+        returns the file survives a crash under its final name.
+        """
+        final = self.absolute(relative)
+        created = self._make_dirs(final.parent)
+        os.replace(temp, final)
+        _fsync_dir(final.parent)
+        for parent in created:
+            _fsync_dir(parent)
+        return final
+
+    def _make_dirs(self, directory: Path) -> list[Path]:
+        """mkdir -p, returning the parents whose entries changed."""
+        missing = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for path in reversed(missing):
+            path.mkdir(exist_ok=True)
+        return [p.parent for p in missing]
+
+    def remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
