@@ -1,0 +1,90 @@
+"""Synthetic DICOM objects for tests and benchmarks.
+
+CT-like images with chosen identifiers and a pixel payload of a chosen
+size, written as Part 10 files in a chosen transfer syntax.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, UID, generate_uid
+
+from pacsd import uid as pacsd_uid
+
+_counter = itertools.count(1)
+
+
+def new_uid() -> str:
+    """A fresh UUID-derived UID (2.25.<uuid>)."""
+    return str(generate_uid(prefix=None))
+
+
+def ct(
+    *,
+    patient_id: str | None = "PAT001",
+    issuer: str | None = None,
+    patient_name: str = "Doe^John",
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+    pixel_bytes: int = 8192,
+    instance_number: int | None = None,
+    **extra: object,
+) -> Dataset:
+    """A CT Image object; None for an identifier leaves the element out."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_uid or new_uid()
+    ds.StudyDate = "20260101"
+    ds.StudyTime = "120000"
+    ds.AccessionNumber = "ACC1"
+    ds.Modality = "CT"
+    ds.ReferringPhysicianName = "Ref^Doctor"
+    ds.StudyDescription = "Synthetic study"
+    ds.SeriesDescription = "Synthetic series"
+    ds.PatientName = patient_name
+    if patient_id is not None:
+        ds.PatientID = patient_id
+    if issuer is not None:
+        ds.IssuerOfPatientID = issuer
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID = study_uid or new_uid()
+    ds.SeriesInstanceUID = series_uid or new_uid()
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = instance_number if instance_number is not None else next(_counter)
+    side = max(1, int((pixel_bytes // 2) ** 0.5))
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = side
+    ds.Columns = max(1, pixel_bytes // 2 // side)
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.PixelData = os.urandom(ds.Rows * ds.Columns * 2)
+    for keyword, value in extra.items():
+        setattr(ds, keyword, value)
+    set_meta(ds, ExplicitVRLittleEndian)
+    return ds
+
+
+def set_meta(ds: Dataset, transfer_syntax: str) -> None:
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
+    ds.file_meta.ImplementationClassUID = pacsd_uid.IMPLEMENTATION_CLASS_UID
+
+
+def write(ds: Dataset, path: Path, transfer_syntax: str = ExplicitVRLittleEndian) -> Path:
+    """Write *ds* as a Part 10 file in *transfer_syntax* (uncompressed ones)."""
+    set_meta(ds, transfer_syntax)
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -1,0 +1,161 @@
+"""Fixtures: a real `pacsd serve` process on a free loopback port.
+
+Every process a test starts is ended by its own process id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, StoragePresentationContexts, _config
+from pydicom.uid import AllTransferSyntaxes
+
+# Send Part 10 files byte for byte (pynetdicom otherwise decodes and
+# re-encodes them), so tests control exactly what goes on the wire.
+_config.STORE_SEND_CHUNKED_DATASET = True
+
+REPO = Path(__file__).resolve().parents[1]
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pacsd_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pacsd.cli", *args]
+
+
+class Server:
+    """A pacsd process with its own config and data dir."""
+
+    def __init__(self, workdir: Path, ae_title: str = "PACSD", extra_toml: str = "") -> None:
+        self.workdir = workdir
+        self.ae_title = ae_title
+        self.port = free_port()
+        self.data_dir = workdir / "data"
+        self.config = workdir / "pacsd.toml"
+        self.config.write_text(
+            f'[server]\nae_title = "{ae_title}"\nhost = "127.0.0.1"\nport = {self.port}\n'
+            f'data_dir = "{self.data_dir}"\nmax_associations = 128\n{extra_toml}'
+        )
+        self.log_path = workdir / "pacsd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Server:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(pacsd_cmd("serve", "--config", str(self.config)), stderr=log, cwd=self.workdir)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pacsd exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"pacsd did not listen on {self.port}:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == name:
+                out.append(event)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        result = subprocess.run(
+            pacsd_cmd("stats", "--config", str(self.config), "--json"), capture_output=True, text=True, check=True
+        )
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    def files(self) -> list[Path]:
+        return sorted((self.data_dir / "files").rglob("*.dcm"))
+
+    def temp_files(self) -> list[Path]:
+        return sorted((self.data_dir / "tmp").iterdir())
+
+    def echoscu(self, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = ["echoscu", "-aec", self.ae_title, "127.0.0.1", str(self.port)]
+        result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"echoscu failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def storescu(self, *files: Path | str, extra: tuple[str, ...] = (), check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = ["storescu", "-aec", self.ae_title, *extra, "127.0.0.1", str(self.port), *map(str, files)]
+        result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd[:6])} ... failed ({result.returncode}):\n{result.stderr[-3000:]}")
+        return result
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path).start()
+    yield srv
+    srv.stop()
+
+
+class SCU:
+    """pynetdicom as a client, where a test needs to read exact statuses."""
+
+    def __init__(self, server: Server, calling_ae: str = "TESTSCU") -> None:
+        self.ae = AE(ae_title=calling_ae)
+        for context in StoragePresentationContexts:
+            self.ae.add_requested_context(context.abstract_syntax, AllTransferSyntaxes[:4])
+        self.server = server
+
+    def store(self, *items: Dataset | Path, transfer_syntax: str | None = None) -> list[Dataset]:
+        """C-STORE each item (a dataset, or a Part 10 file sent as-is)."""
+        ae = self.ae
+        if transfer_syntax:
+            ae = AE(ae_title=self.ae.ae_title)
+            for context in StoragePresentationContexts:
+                ae.add_requested_context(context.abstract_syntax, [transfer_syntax])
+        assoc = ae.associate("127.0.0.1", self.server.port, ae_title=self.server.ae_title)
+        assert assoc.is_established, "association with pacsd failed"
+        try:
+            return [assoc.send_c_store(item) for item in items]
+        finally:
+            assoc.release()
+
+
+@pytest.fixture
+def scu(server: Server) -> SCU:
+    return SCU(server)
