@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
-from pynetdicom import AE, StoragePresentationContexts, _config
-from pydicom.uid import AllTransferSyntaxes
+from pynetdicom import AE, _config
+from pynetdicom.association import Association
+from pynetdicom.dsutils import split_dataset
 
 # Send Part 10 files byte for byte (pynetdicom otherwise decodes and
 # re-encodes them), so tests control exactly what goes on the wire.
@@ -136,20 +137,22 @@ class SCU:
     """pynetdicom as a client, where a test needs to read exact statuses."""
 
     def __init__(self, server: Server, calling_ae: str = "TESTSCU") -> None:
-        self.ae = AE(ae_title=calling_ae)
-        for context in StoragePresentationContexts:
-            self.ae.add_requested_context(context.abstract_syntax, AllTransferSyntaxes[:4])
         self.server = server
+        self.calling_ae = calling_ae
 
-    def store(self, *items: Dataset | Path, transfer_syntax: str | None = None) -> list[Dataset]:
-        """C-STORE each item (a dataset, or a Part 10 file sent as-is)."""
-        ae = self.ae
-        if transfer_syntax:
-            ae = AE(ae_title=self.ae.ae_title)
-            for context in StoragePresentationContexts:
-                ae.add_requested_context(context.abstract_syntax, [transfer_syntax])
+    def associate(self, contexts: set[tuple[str, str]]) -> Association:
+        ae = AE(ae_title=self.calling_ae)
+        for abstract, syntax in sorted(contexts):
+            ae.add_requested_context(abstract, syntax)
         assoc = ae.associate("127.0.0.1", self.server.port, ae_title=self.server.ae_title)
         assert assoc.is_established, "association with pacsd failed"
+        return assoc
+
+    def store(self, *items: Dataset | Path) -> list[Dataset]:
+        """C-STORE each item: a dataset, or a Part 10 file sent byte for byte,
+        each in the transfer syntax its file meta names."""
+        metas = [item.file_meta if isinstance(item, Dataset) else split_dataset(item)[0] for item in items]
+        assoc = self.associate({(str(m.MediaStorageSOPClassUID), str(m.TransferSyntaxUID)) for m in metas})
         try:
             return [assoc.send_c_store(item) for item in items]
         finally:

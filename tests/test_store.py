@@ -105,7 +105,7 @@ def test_storescu_stores_shipped_files_in_many_syntaxes(server: Server) -> None:
 @pytest.mark.parametrize("syntax", sorted(BY_SYNTAX))
 def test_stored_dataset_bytes_equal_sent_bytes(server: Server, scu: SCU, syntax: str) -> None:
     path = shipped(BY_SYNTAX[syntax])
-    [status] = scu.store(path, transfer_syntax=syntax)
+    [status] = scu.store(path)
     assert status.Status == 0x0000
     [stored] = server.files()
     _, offset = split_dataset(path)
