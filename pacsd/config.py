@@ -111,7 +111,7 @@ def _server(source: str, table: dict[str, Any], base: Path) -> ServerSettings:
     # A relative data_dir is relative to the config file, so a config works
     # whatever directory the server is started from.
     if not data_dir.is_absolute():
-        data_dir = base / data_dir
+        data_dir = (base / data_dir).resolve()
     return ServerSettings(ae_title, host, port, data_dir, max_assoc, timeout)
 
 

@@ -1,0 +1,68 @@
+"""Config errors are one clear line naming the file and key, exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pacsd.config import ConfigError, load, parse
+from tests.conftest import REPO, pacsd_cmd
+
+
+def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(pacsd_cmd("serve", "--config", str(config)), capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('[server]\nport = "eleven"\n', ["[server] port", "expected int", "str"]),
+        ("[server]\nport = 70000\n", ["[server] port", "outside 1-65535"]),
+        ('[server]\nae_tilte = "X"\n', ["[server] ae_tilte", "unknown key"]),
+        ('[server]\nae_title = "MUCH_TOO_LONG_AE_TITLE"\n', ["[server] ae_title", "not a valid AE title"]),
+        ("[server]\nport = true\n", ["[server] port", "expected int", "bool"]),
+        ('[remotes.WS1]\nhost = "127.0.0.1"\n', ["[remotes.WS1] port", "missing"]),
+        ('[remotes.WS1]\nhost = "h"\nport = 1\ncolour = 1\n', ["[remotes.WS1] colour", "unknown key"]),
+        ("[bogus]\n", ["bogus", "unknown key"]),
+        ("[server\n", ["not valid TOML"]),
+    ],
+)
+def test_config_error_is_one_line_and_exit_2(tmp_path: Path, text: str, words: list[str]) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    result = run_serve(config)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(config) in lines[0]
+    for word in words:
+        assert word in lines[0]
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = run_serve(tmp_path / "nope.toml")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"pacsd: {tmp_path / 'nope.toml'}: config file not found"
+
+
+def test_example_config_parses_and_relative_data_dir_follows_the_file() -> None:
+    settings = load(REPO / "config" / "pacsd.toml")
+    assert settings.server.ae_title == "PACSD"
+    assert settings.server.data_dir == (REPO / "var").resolve()
+    assert "WS1" in settings.remotes
+
+
+def test_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load(None)
+    assert (settings.server.ae_title, settings.server.port) == ("PACSD", 11112)
+    assert settings.server.data_dir == tmp_path / "var"
+
+
+def test_remote_ae_title_defaults_to_table_name(tmp_path: Path) -> None:
+    settings = parse('[remotes.WS1]\nhost = "127.0.0.1"\nport = 11113\n', "x.toml", tmp_path)
+    assert settings.remotes["WS1"].ae_title == "WS1"
+    with pytest.raises(ConfigError):
+        parse("[remotes]\nWS1 = 3\n", "x.toml", tmp_path)
