@@ -44,7 +44,9 @@ def test_kill_9_during_store_keeps_every_acknowledged_object(tmp_path: Path) -> 
         server.kill9()
         output, _ = sender.communicate(timeout=60)
         acknowledged = answered_success(output)
-        assert 50 <= len(acknowledged) < COUNT, "the kill should land mid-transfer"
+        # The log line precedes the response on the wire, so a few of the 50
+        # logged objects may not have been acknowledged yet.
+        assert 25 <= len(acknowledged) < COUNT, f"kill landed after {len(acknowledged)} acknowledgements"
 
         server.start()  # same config and data dir
         stats = server.stats()
