@@ -9,6 +9,8 @@ The invariants live here, as constraints, not as checks in Python:
   so two unidentified people are never joined into one patient.
 - study, series and instance UIDs are UNIQUE and each row names exactly one
   parent (NOT NULL foreign key).
+- foreign-key columns are named ``*_pk`` so they never read like the DICOM
+  attributes (PatientID, StudyID) stored beside them.
 - issuer is never NULL: SQLite treats NULLs as distinct under UNIQUE.
 """
 
@@ -54,7 +56,7 @@ class Patient(BaseModel):
 class Study(BaseModel):
     id = AutoField()
     study_uid = TextField(unique=True)
-    patient = ForeignKeyField(Patient, backref="studies", on_delete="RESTRICT", index=True)
+    patient = ForeignKeyField(Patient, backref="studies", column_name="patient_pk", on_delete="RESTRICT", index=True)
     study_date = TextField(default="", index=True)
     study_time = TextField(default="")
     accession = TextField(default="", index=True)
@@ -66,7 +68,7 @@ class Study(BaseModel):
 class Series(BaseModel):
     id = AutoField()
     series_uid = TextField(unique=True)
-    study = ForeignKeyField(Study, backref="series", on_delete="RESTRICT", index=True)
+    study = ForeignKeyField(Study, backref="series", column_name="study_pk", on_delete="RESTRICT", index=True)
     modality = TextField(default="", index=True)
     series_number = IntegerField(null=True)
     description = TextField(default="")
@@ -75,7 +77,7 @@ class Series(BaseModel):
 class Instance(BaseModel):
     id = AutoField()
     sop_uid = TextField(unique=True)
-    series = ForeignKeyField(Series, backref="instances", on_delete="RESTRICT", index=True)
+    series = ForeignKeyField(Series, backref="instances", column_name="series_pk", on_delete="RESTRICT", index=True)
     sop_class_uid = TextField()
     instance_number = IntegerField(null=True)
     transfer_syntax = TextField()
