@@ -51,9 +51,7 @@ def _check_ae_title(where: str, value: str) -> str:
     # PS3.5 AE VR: 1-16 characters of the default repertoire, no backslash
     # or control characters; leading/trailing spaces are not significant.
     stripped = value.strip()
-    if not 1 <= len(stripped) <= 16 or any(
-        c == "\\" or not (" " <= c <= "~") for c in stripped
-    ):
+    if not 1 <= len(stripped) <= 16 or any(c == "\\" or not (" " <= c <= "~") for c in stripped):
         raise ConfigError(f"{where}: not a valid AE title: {value!r} (1-16 printable ASCII characters)")
     return stripped
 
@@ -78,9 +76,7 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            raise ConfigError(
-                f"{self.where(key)}: expected {kind.__name__}, got {type(value).__name__} {value!r}"
-            )
+            raise ConfigError(f"{self.where(key)}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
         return value
 
     def port(self, key: str, default: int) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian, UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from pacsd.errors import InvalidObject
 
@@ -35,16 +35,32 @@ LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 MAX_DEPTH = 32
 
 # The attributes the index keeps; decoding stops after the last of them.
-KEPT_TAGS = [
+KEPT_TAGS: list[BaseTag | int] = [
     Tag(t)
     for t in (
-        0x00080005, 0x00080016, 0x00080018, 0x00080020, 0x00080030, 0x00080050,
-        0x00080060, 0x00080090, 0x00081030, 0x0008103E, 0x00100010, 0x00100020,
-        0x00100021, 0x00100030, 0x00100040, 0x0020000D, 0x0020000E, 0x00200010,
-        0x00200011, 0x00200013,
+        0x00080005,
+        0x00080016,
+        0x00080018,
+        0x00080020,
+        0x00080030,
+        0x00080050,
+        0x00080060,
+        0x00080090,
+        0x00081030,
+        0x0008103E,
+        0x00100010,
+        0x00100020,
+        0x00100021,
+        0x00100030,
+        0x00100040,
+        0x0020000D,
+        0x0020000E,
+        0x00200010,
+        0x00200011,
+        0x00200013,
     )
 ]
-LAST_KEPT = max(KEPT_TAGS)
+LAST_KEPT = Tag(0x00200013)
 
 
 @dataclass(frozen=True)
@@ -179,7 +195,7 @@ def _text(ds: Dataset, keyword: str) -> str:
     if not isinstance(value, str):
         # VM > 1 (a backslash in the text) comes back as a list.
         value = "\\".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
-    return value.strip(" \0")
+    return str(value).strip(" \0")
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
@@ -191,7 +207,7 @@ def _int(ds: Dataset, keyword: str) -> int | None:
 
 
 def _stop_after_kept(tag: BaseTag, vr: str | None, length: int) -> bool:
-    return tag > LAST_KEPT
+    return bool(tag > LAST_KEPT)
 
 
 def read_header(encoded: bytes, transfer_syntax: str) -> Header:
@@ -206,9 +222,7 @@ def read_header(encoded: bytes, transfer_syntax: str) -> Header:
     implicit, little = ts.is_implicit_VR, ts.is_little_endian
     check_structure(data, implicit, little)
     try:
-        ds = read_dataset(
-            BytesIO(data), implicit, little, stop_when=_stop_after_kept, specific_tags=KEPT_TAGS
-        )
+        ds = read_dataset(BytesIO(data), implicit, little, stop_when=_stop_after_kept, specific_tags=KEPT_TAGS)
         name = ds.get("PatientName")
         header = Header(
             sop_class_uid=_text(ds, "SOPClassUID"),

@@ -22,8 +22,9 @@ from enum import Enum
 from pathlib import Path
 
 from pydicom.dataset import FileMetaDataset
-from pydicom.filewriter import write_file_meta_info
 from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
 
 from pacsd import uid
 from pacsd.errors import Refusal, RequestMismatch, SOPClassMismatch, StorageFailure
@@ -61,10 +62,10 @@ class Outcome:
 def _part10(received: Received) -> list[bytes]:
     """Preamble, prefix and file meta for *received*, then its dataset as sent."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = received.sop_class_uid
-    meta.MediaStorageSOPInstanceUID = received.sop_instance_uid
-    meta.TransferSyntaxUID = received.transfer_syntax
-    meta.ImplementationClassUID = uid.IMPLEMENTATION_CLASS_UID
+    meta.MediaStorageSOPClassUID = UID(received.sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(received.sop_instance_uid)
+    meta.TransferSyntaxUID = UID(received.transfer_syntax)
+    meta.ImplementationClassUID = UID(uid.IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = uid.IMPLEMENTATION_VERSION_NAME
     if received.source_ae:
         meta.SourceApplicationEntityTitle = received.source_ae
@@ -83,8 +84,7 @@ def validate(received: Received) -> Header:
     uid.require(header.series_uid, "Series Instance UID (0020,000E)")
     if header.sop_class_uid != received.sop_class_uid:
         raise SOPClassMismatch(
-            f"SOP Class UID {header.sop_class_uid} in the dataset differs from "
-            f"{received.sop_class_uid} in the request"
+            f"SOP Class UID {header.sop_class_uid} in the dataset differs from {received.sop_class_uid} in the request"
         )
     if header.sop_instance_uid != received.sop_instance_uid:
         raise RequestMismatch(

@@ -7,12 +7,12 @@ import threading
 
 from pydicom.uid import AllTransferSyntaxes
 from pynetdicom import AE, AllStoragePresentationContexts
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from pacsd import log
 from pacsd.archive import Archive
 from pacsd.config import Settings
-from pacsd.dimse import association, echo, store
+from pacsd.dimse import EventHandler, association, echo, store
 
 
 def build_ae(settings: Settings) -> AE:
@@ -26,6 +26,7 @@ def build_ae(settings: Settings) -> AE:
     ae.add_supported_context(Verification)
     # Objects are stored as received, so every transfer syntax is accepted.
     for context in AllStoragePresentationContexts:
+        assert context.abstract_syntax is not None
         ae.add_supported_context(context.abstract_syntax, AllTransferSyntaxes)
     return ae
 
@@ -36,18 +37,23 @@ def serve(settings: Settings) -> None:
     archive = Archive(settings)
     archive.start()
     ae = build_ae(settings)
-    handlers = [*association.HANDLERS, *echo.HANDLERS, *store.handlers(archive.ingest)]
+    handlers: list[EventHandler] = [*association.HANDLERS, *echo.HANDLERS, *store.handlers(archive.ingest)]
     address = (settings.server.host, settings.server.port)
     server = ae.start_server(address, block=False, evt_handlers=handlers)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     logger.info(
-        "server_started", ae_title=settings.server.ae_title, host=address[0], port=address[1],
-        data_dir=str(settings.server.data_dir), config=settings.source,
+        "server_started",
+        ae_title=settings.server.ae_title,
+        host=address[0],
+        port=address[1],
+        data_dir=str(settings.server.data_dir),
+        config=settings.source,
     )
     stop.wait()
     logger.info("server_stopping")
-    server.shutdown()
+    if server is not None:
+        server.shutdown()
     archive.close()
     logger.info("server_stopped")

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, UID, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from pacsd import uid as pacsd_uid
 
@@ -80,7 +80,7 @@ def set_meta(ds: Dataset, transfer_syntax: str) -> None:
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = UID(transfer_syntax)
-    ds.file_meta.ImplementationClassUID = pacsd_uid.IMPLEMENTATION_CLASS_UID
+    ds.file_meta.ImplementationClassUID = UID(pacsd_uid.IMPLEMENTATION_CLASS_UID)
 
 
 def write(ds: Dataset, path: Path, transfer_syntax: str = ExplicitVRLittleEndian) -> Path:

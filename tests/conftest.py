@@ -118,7 +118,9 @@ class Server:
             raise AssertionError(f"echoscu failed ({result.returncode}):\n{result.stderr}")
         return result
 
-    def storescu(self, *files: Path | str, extra: tuple[str, ...] = (), check: bool = True) -> subprocess.CompletedProcess[str]:
+    def storescu(
+        self, *files: Path | str, extra: tuple[str, ...] = (), check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         cmd = ["storescu", "-aec", self.ae_title, *extra, "127.0.0.1", str(self.port), *map(str, files)]
         result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=300)
         if check and result.returncode != 0:

@@ -31,12 +31,17 @@ def answered_success(storescu_output: str) -> list[str]:
 def test_kill_9_during_store_keeps_every_acknowledged_object(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    files = [synth.write(synth.ct(patient_id=f"CRASH{i % 7}", pixel_bytes=4096), src / f"{i:04}.dcm") for i in range(COUNT)]
+    files = [
+        synth.write(synth.ct(patient_id=f"CRASH{i % 7}", pixel_bytes=4096), src / f"{i:04}.dcm") for i in range(COUNT)
+    ]
     server = Server(tmp_path).start()
     try:
         sender = subprocess.Popen(
             ["storescu", "-v", "-aec", server.ae_title, "127.0.0.1", str(server.port), *map(str, files)],
-            env=DCMTK_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=DCMTK_ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         deadline = time.monotonic() + 60
         while len(server.events("stored")) < 50 and time.monotonic() < deadline:

@@ -20,7 +20,9 @@ def store_concurrently(server: Server, files: list[Path]) -> None:
     procs = [
         subprocess.Popen(
             ["storescu", "-aec", server.ae_title, "127.0.0.1", str(server.port), str(f)],
-            env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=DCMTK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for f in files
     ]

@@ -91,7 +91,9 @@ def test_invalid_uids_are_refused(
     assert not list((server.data_dir.parent).glob("**/evil*"))
 
 
-def test_path_traversal_in_sop_instance_uid_is_refused(server: Server, scu: SCU, seeded: Dataset, tmp_path: Path) -> None:
+def test_path_traversal_in_sop_instance_uid_is_refused(
+    server: Server, scu: SCU, seeded: Dataset, tmp_path: Path
+) -> None:
     # The request carries the same bad UID, so request and dataset agree and
     # it is the UID syntax check that must catch it.
     ds = synth.ct(patient_id="UIDS", sop_uid="../../../../../../tmp/evil")
@@ -133,7 +135,9 @@ def _part10_cut(tmp_path: Path, ds: Dataset, syntax: str, drop: int) -> Path:
 
 
 @pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", ImplicitVRLittleEndian])
-def test_truncated_pixel_data_is_refused(server: Server, scu: SCU, seeded: Dataset, tmp_path: Path, syntax: str) -> None:
+def test_truncated_pixel_data_is_refused(
+    server: Server, scu: SCU, seeded: Dataset, tmp_path: Path, syntax: str
+) -> None:
     path = _part10_cut(tmp_path, synth.ct(patient_id="CUT"), syntax, drop=1000)
     refuse(server, scu, path, 0xC000, "truncated", "(7FE0,0010)")
 

@@ -85,7 +85,7 @@ def test_storescu_stores_shipped_files_in_many_syntaxes(server: Server) -> None:
     files = distinct_objects(list(BY_SYNTAX.values()) + extra)
     syntaxes = [pydicom.dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID for p in files]
     assert len(set(syntaxes)) >= 7
-    for path, syntax in zip(files, syntaxes):  # storescu proposes one syntax per option
+    for path, syntax in zip(files, syntaxes, strict=True):  # storescu proposes one syntax per option
         server.storescu(path, extra=("-R", STORESCU_PROPOSE[syntax]))
     stats = server.stats()
     assert stats["instances"] == len(files)
@@ -145,7 +145,9 @@ def test_missing_patient_id_never_joins_two_people(server: Server, scu: SCU) -> 
     # in two studies, plus a second image of the first study.
     a = synth.ct(patient_id=None, patient_name="Unknown^A")
     b = synth.ct(patient_id="", patient_name="Unknown^B")
-    a2 = synth.ct(patient_id=None, patient_name="Unknown^A", study_uid=a.StudyInstanceUID, series_uid=a.SeriesInstanceUID)
+    a2 = synth.ct(
+        patient_id=None, patient_name="Unknown^A", study_uid=a.StudyInstanceUID, series_uid=a.SeriesInstanceUID
+    )
     assert [s.Status for s in scu.store(a, b, a2)] == [0, 0, 0]
     stats = server.stats()
     assert (stats["patients"], stats["studies"], stats["instances"]) == (2, 2, 3)

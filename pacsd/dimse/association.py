@@ -10,6 +10,7 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 
 from pacsd import log
+from pacsd.dimse import EventHandler
 
 _serials = itertools.count(1)
 _ids: weakref.WeakKeyDictionary[Association, int] = weakref.WeakKeyDictionary()
@@ -43,7 +44,7 @@ def _rejected(event: evt.Event) -> None:
     _log.warning("association_rejected", **fields(event.assoc))
 
 
-HANDLERS = [
+HANDLERS: list[EventHandler] = [
     (evt.EVT_ACCEPTED, _accepted),
     (evt.EVT_RELEASED, _released),
     (evt.EVT_ABORTED, _aborted),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pynetdicom import evt
 
+from pacsd.dimse import EventHandler
 from pacsd.dimse.statuses import SUCCESS
 
 
@@ -11,4 +12,4 @@ def handle_echo(event: evt.Event) -> int:
     return SUCCESS
 
 
-HANDLERS = [(evt.EVT_C_ECHO, handle_echo)]
+HANDLERS: list[EventHandler] = [(evt.EVT_C_ECHO, handle_echo)]

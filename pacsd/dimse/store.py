@@ -10,7 +10,7 @@ from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 
 from pacsd import log
-from pacsd.dimse import association, statuses
+from pacsd.dimse import EventHandler, association, statuses
 from pacsd.errors import Refusal
 from pacsd.ingest import Ingest, Received
 
@@ -33,8 +33,12 @@ def handle_store(event: evt.Event, ingest: Ingest) -> Dataset:
     except Refusal as refusal:
         code = statuses.store_refusal_code(refusal)
         _log.warning(
-            "store_refused", sop_instance_uid=received.sop_instance_uid, status=f"0x{code:04X}",
-            reason=str(refusal), ms=_ms(start), **where,
+            "store_refused",
+            sop_instance_uid=received.sop_instance_uid,
+            status=f"0x{code:04X}",
+            reason=str(refusal),
+            ms=_ms(start),
+            **where,
         )
         return statuses.status(code, str(refusal))
     except Exception as exc:  # a bug: answer, log, keep serving
@@ -42,8 +46,13 @@ def handle_store(event: evt.Event, ingest: Ingest) -> Dataset:
         return statuses.status(statuses.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}")
     code = statuses.STORE_RESULTS[outcome.result]
     _log.info(
-        "stored", result=outcome.result.value, sop_instance_uid=received.sop_instance_uid,
-        study_uid=outcome.header.study_uid, status=f"0x{code:04X}", ms=_ms(start), **where,
+        "stored",
+        result=outcome.result.value,
+        sop_instance_uid=received.sop_instance_uid,
+        study_uid=outcome.header.study_uid,
+        status=f"0x{code:04X}",
+        ms=_ms(start),
+        **where,
     )
     return statuses.status(code, outcome.comment)
 
@@ -52,5 +61,5 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
 
 
-def handlers(ingest: Ingest) -> list[tuple[evt.EventType, object, list[object]]]:
+def handlers(ingest: Ingest) -> list[EventHandler]:
     return [(evt.EVT_C_STORE, handle_store, [ingest])]

@@ -29,7 +29,9 @@ def open_index(path: Path, *, readonly: bool = False) -> APSWDatabase:
         flags = {"flags": apsw.SQLITE_OPEN_READONLY}
     db = APSWDatabase(
         str(path),
-        pragmas={"foreign_keys": 1, "synchronous": "full"} if readonly else {
+        pragmas={"foreign_keys": 1, "synchronous": "full"}
+        if readonly
+        else {
             "journal_mode": "wal",
             "synchronous": "full",
             "foreign_keys": 1,

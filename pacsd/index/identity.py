@@ -112,8 +112,14 @@ def _patient(header: Header) -> tuple[int, PatientKey]:
 
 def _study(header: Header, patient_id: int, key: PatientKey) -> int:
     values = (
-        header.study_uid, patient_id, header.study_date, header.study_time, header.accession,
-        header.study_description, header.referring_physician, header.study_id,
+        header.study_uid,
+        patient_id,
+        header.study_date,
+        header.study_time,
+        header.accession,
+        header.study_description,
+        header.referring_physician,
+        header.study_id,
     )
     new = _create(STUDY_INSERT, values, "study", header.study_uid)
     if new is not None:
@@ -152,8 +158,13 @@ def link(header: Header, relative_path: str, size: int, transfer_syntax: str) ->
     study_id = _study(header, patient_id, key)
     series_id = _series(header, study_id)
     values = (
-        header.sop_instance_uid, series_id, header.sop_class_uid, header.instance_number,
-        transfer_syntax, relative_path, size,
+        header.sop_instance_uid,
+        series_id,
+        header.sop_class_uid,
+        header.instance_number,
+        transfer_syntax,
+        relative_path,
+        size,
     )
     new = _create(INSTANCE_INSERT, values, "instance", header.sop_instance_uid)
     if new is not None:
