@@ -75,10 +75,17 @@ class IndexWriter:
             stopping = False
             while not stopping:
                 group, stopping = self._next_group()
-                if group:
+                try:
                     self._commit_group(group)
+                except BaseException as exc:  # never leave a submitter waiting forever
+                    self._log.exception("index_writer_error")
+                    for job in group:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
 
     def _commit_group(self, group: list[_Job]) -> None:
+        if not group:
+            return
         done: list[tuple[_Job, Any]] = []
         failed: list[tuple[_Job, BaseException]] = []
         try:
