@@ -38,6 +38,8 @@ class ServerSettings:
     max_associations: int = 100
     # Seconds without a PDU before an association is aborted.
     network_timeout: float = 60.0
+    # When not empty, only these calling AE titles may associate.
+    allowed_calling_aes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,12 +105,17 @@ def _server(source: str, table: dict[str, Any], base: Path) -> ServerSettings:
     timeout = r.get("network_timeout", float, 60.0)
     if timeout <= 0:
         raise ConfigError(f"{r.where('network_timeout')}: must be positive")
+    allowed = r.get("allowed_calling_aes", list, [])
+    for n, title in enumerate(allowed):
+        if not isinstance(title, str):
+            raise ConfigError(f"{r.where('allowed_calling_aes')}: entry {n + 1} is not a string: {title!r}")
+        _check_ae_title(r.where("allowed_calling_aes"), title)
     r.finish()
     # A relative data_dir is relative to the config file, so a config works
     # whatever directory the server is started from.
     if not data_dir.is_absolute():
         data_dir = (base / data_dir).resolve()
-    return ServerSettings(ae_title, host, port, data_dir, max_assoc, timeout)
+    return ServerSettings(ae_title, host, port, data_dir, max_assoc, timeout, tuple(title.strip() for title in allowed))
 
 
 def _remotes(source: str, table: dict[str, Any]) -> dict[str, Remote]:

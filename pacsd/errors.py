@@ -33,3 +33,11 @@ class IdentityConflict(Refusal):
 
 class StorageFailure(Refusal):
     """The file or the index could not be written (disk full, I/O error)."""
+
+
+class InvalidQuery(Refusal):
+    """A C-FIND/C-MOVE/C-GET identifier pacsd cannot answer as asked."""
+
+
+class UnknownDestination(Refusal):
+    """A C-MOVE destination that is not in [remotes]."""

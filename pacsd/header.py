@@ -7,8 +7,8 @@ re-encoded. Two passes over those bytes:
    encapsulated fragments included) and proves each declared length fits.
    pydicom silently returns a partial dataset for truncated input; this
    walk is what turns a truncated object into a refusal.
-2. :func:`read_header` decodes only the leading elements the index keeps,
-   stopping before anything past (0020,0013).
+2. :func:`read_header` decodes only the elements the index keeps,
+   stopping after (0040,0275), long before the pixel data.
 """
 
 from __future__ import annotations
@@ -35,32 +35,24 @@ LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 MAX_DEPTH = 32
 
 # The attributes the index keeps; decoding stops after the last of them.
-KEPT_TAGS: list[BaseTag | int] = [
-    Tag(t)
-    for t in (
-        0x00080005,
-        0x00080016,
-        0x00080018,
-        0x00080020,
-        0x00080030,
-        0x00080050,
-        0x00080060,
-        0x00080090,
-        0x00081030,
-        0x0008103E,
-        0x00100010,
-        0x00100020,
-        0x00100021,
-        0x00100030,
-        0x00100040,
-        0x0020000D,
-        0x0020000E,
-        0x00200010,
-        0x00200011,
-        0x00200013,
-    )
-]
-LAST_KEPT = Tag(0x00200013)
+KEPT_KEYWORDS = (
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyDate", "SeriesDate", "StudyTime",
+    "SeriesTime", "AccessionNumber", "Modality", "ReferringPhysicianName", "StudyDescription",
+    "SeriesDescription", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "BodyPartExamined", "StudyInstanceUID", "SeriesInstanceUID", "StudyID", "SeriesNumber", "InstanceNumber",
+    "RequestAttributesSequence",
+)  # fmt: skip
+KEPT_TAGS: list[BaseTag | int] = [Tag(k) for k in KEPT_KEYWORDS]
+LAST_KEPT = Tag("RequestAttributesSequence")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One item of the Request Attributes Sequence (0040,0275)."""
+
+    requested_procedure_id: str
+    scheduled_procedure_step_id: str
+    accession: str
 
 
 @dataclass(frozen=True)
@@ -85,7 +77,11 @@ class Header:
     modality: str
     series_number: int | None
     series_description: str
+    series_date: str
+    series_time: str
+    body_part: str
     instance_number: int | None
+    requests: tuple[Request, ...]
     charset: str
 
 
@@ -243,7 +239,18 @@ def read_header(encoded: bytes, transfer_syntax: str) -> Header:
             modality=_text(ds, "Modality"),
             series_number=_int(ds, "SeriesNumber"),
             series_description=_text(ds, "SeriesDescription"),
+            series_date=_text(ds, "SeriesDate"),
+            series_time=_text(ds, "SeriesTime"),
+            body_part=_text(ds, "BodyPartExamined"),
             instance_number=_int(ds, "InstanceNumber"),
+            requests=tuple(
+                Request(
+                    _text(item, "RequestedProcedureID"),
+                    _text(item, "ScheduledProcedureStepID"),
+                    _text(item, "AccessionNumber"),
+                )
+                for item in ds.get("RequestAttributesSequence") or ()
+            ),
             charset=_text(ds, "SpecificCharacterSet"),
         )
     except InvalidObject:

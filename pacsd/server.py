@@ -5,14 +5,22 @@ from __future__ import annotations
 import signal
 import threading
 
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import (
+    AllTransferSyntaxes,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from pacsd import log
 from pacsd.archive import Archive
 from pacsd.config import Settings
-from pacsd.dimse import EventHandler, association, echo, store
+from pacsd.dimse import EventHandler, association, echo, find, get, move, qr, store
+
+QR_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
 
 
 def build_ae(settings: Settings) -> AE:
@@ -23,11 +31,16 @@ def build_ae(settings: Settings) -> AE:
     ae.dimse_timeout = settings.server.network_timeout
     # Accept a PDU of any size the peer wants to send: fewer, larger PDUs.
     ae.maximum_pdu_size = 0
+    if settings.server.allowed_calling_aes:
+        ae.require_calling_aet = list(settings.server.allowed_calling_aes)
     ae.add_supported_context(Verification)
+    for sop_class in qr.SOP_CLASSES:
+        ae.add_supported_context(sop_class, QR_SYNTAXES)
     # Objects are stored as received, so every transfer syntax is accepted.
+    # Both roles: a C-GET requestor takes the SCP role for storage.
     for context in AllStoragePresentationContexts:
         assert context.abstract_syntax is not None
-        ae.add_supported_context(context.abstract_syntax, AllTransferSyntaxes)
+        ae.add_supported_context(context.abstract_syntax, AllTransferSyntaxes, scu_role=True, scp_role=True)
     return ae
 
 
@@ -37,7 +50,14 @@ def serve(settings: Settings) -> None:
     archive = Archive(settings)
     archive.start()
     ae = build_ae(settings)
-    handlers: list[EventHandler] = [*association.HANDLERS, *echo.HANDLERS, *store.handlers(archive.ingest)]
+    handlers: list[EventHandler] = [
+        *association.HANDLERS,
+        *echo.HANDLERS,
+        *store.handlers(archive.ingest),
+        *find.handlers(settings.server.ae_title),
+        *move.handlers(archive.storage, settings.remotes),
+        *get.handlers(archive.storage),
+    ]
     address = (settings.server.host, settings.server.port)
     server = ae.start_server(address, block=False, evt_handlers=handlers)
     stop = threading.Event()

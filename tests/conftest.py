@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
@@ -118,6 +122,45 @@ class Server:
             raise AssertionError(f"echoscu failed ({result.returncode}):\n{result.stderr}")
         return result
 
+    def findscu(
+        self, model: str, *keys: str | bytes, extra: tuple[str, ...] = (), calling_ae: str = "FINDSCU"
+    ) -> tuple[list[Dataset], str]:
+        """Run DCMTK findscu (-P patient root, -S study root) with -k keys;
+        return the responses it received (via --extract) and its output."""
+        out = Path(tempfile.mkdtemp(prefix="findscu-"))
+        cmd: list[str | bytes] = [
+            "findscu",
+            "-v",
+            model,
+            "-aet",
+            calling_ae,
+            "-aec",
+            self.ae_title,
+            "-X",
+            "-od",
+            str(out),
+        ]
+        cmd += list(extra)
+        for key in keys:
+            cmd += ["-k", key]
+        cmd += ["127.0.0.1", str(self.port)]
+        result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, timeout=120)
+        responses = [pydicom.dcmread(f) for f in sorted(out.glob("rsp*.dcm"))]
+        shutil.rmtree(out)
+        return responses, (result.stdout + result.stderr).decode(errors="replace")
+
+    def retrieve(
+        self, tool: str, model: str, *keys: str, extra: tuple[str, ...] = (), out: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run DCMTK movescu or getscu against pacsd."""
+        cmd = [tool, model, "-aet", "RETRIEVER", "-aec", self.ae_title, *extra]
+        if out is not None:
+            cmd += ["-od", str(out)]
+        for key in keys:
+            cmd += ["-k", key]
+        cmd += ["127.0.0.1", str(self.port)]
+        return subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=180)
+
     def storescu(
         self, *files: Path | str, extra: tuple[str, ...] = (), check: bool = True
     ) -> subprocess.CompletedProcess[str]:
@@ -164,3 +207,78 @@ class SCU:
 @pytest.fixture
 def scu(server: Server) -> SCU:
     return SCU(server)
+
+
+def shipped(name: str) -> Path:
+    path = get_testdata_file(name)
+    assert path, f"pydicom test file {name} missing"
+    return Path(path)
+
+
+def distinct_objects(names: list[str]) -> list[Path]:
+    """Files with distinct SOP instances and consistent links between them.
+
+    pydicom ships several encodings of the same instance (MR_small_*),
+    which pacsd rightly treats as duplicates; keep the first of each.
+    """
+    kept: list[Path] = []
+    sops: set[str] = set()
+    study_patient: dict[str, str] = {}
+    series_study: dict[str, str] = {}
+    for name in names:
+        ds = pydicom.dcmread(shipped(name), stop_before_pixels=True)
+        sop, study, series = ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID
+        pid = str(ds.get("PatientID", "")).strip()
+        if sop in sops or study_patient.get(study, pid) != pid or series_study.get(series, study) != study:
+            continue
+        sops.add(sop)
+        study_patient[study] = pid
+        series_study[series] = study
+        kept.append(shipped(name))
+    return kept
+
+
+class StoreSCP:
+    """DCMTK storescp as a C-MOVE destination, writing what it receives."""
+
+    def __init__(self, workdir: Path, ae_title: str = "DEST", extra: tuple[str, ...] = ()) -> None:
+        self.ae_title = ae_title
+        self.port = free_port()
+        self.out = workdir / f"received-{ae_title}"
+        self.out.mkdir()
+        self.log_path = workdir / f"storescp-{ae_title}.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                ["storescp", "-d", "-aet", ae_title, "-od", str(self.out), *extra, str(self.port)],
+                env=DCMTK_ENV,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("storescp did not start")
+
+    def toml(self, name: str | None = None) -> str:
+        return (
+            f'[remotes.{name or self.ae_title}]\nae_title = "{self.ae_title}"\nhost = "127.0.0.1"\nport = {self.port}\n'
+        )
+
+    def received(self) -> list[Dataset]:
+        return [pydicom.dcmread(p) for p in sorted(self.out.iterdir()) if p.is_file()]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

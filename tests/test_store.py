@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pynetdicom.dsutils import split_dataset
 
 from pacsd import synth
 from pacsd.ingest import stored_dataset
-from tests.conftest import SCU, Server
+from tests.conftest import SCU, Server, distinct_objects, shipped
 
 # pydicom's shipped files, one per transfer syntax we must accept as sent.
 BY_SYNTAX = {
@@ -44,35 +43,6 @@ STORESCU_PROPOSE = {
     "1.2.840.10008.1.2.4.91": "-xw",
     "1.2.840.10008.1.2.5": "-xr",
 }
-
-
-def shipped(name: str) -> Path:
-    path = get_testdata_file(name)
-    assert path, f"pydicom test file {name} missing"
-    return Path(path)
-
-
-def distinct_objects(names: list[str]) -> list[Path]:
-    """Files with distinct SOP instances and consistent links between them.
-
-    pydicom ships several encodings of the same instance (MR_small_*),
-    which pacsd rightly treats as duplicates; keep the first of each.
-    """
-    kept: list[Path] = []
-    sops: set[str] = set()
-    study_patient: dict[str, str] = {}
-    series_study: dict[str, str] = {}
-    for name in names:
-        ds = pydicom.dcmread(shipped(name), stop_before_pixels=True)
-        sop, study, series = ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID
-        pid = str(ds.get("PatientID", "")).strip()
-        if sop in sops or study_patient.get(study, pid) != pid or series_study.get(series, study) != study:
-            continue
-        sops.add(sop)
-        study_patient[study] = pid
-        series_study[series] = study
-        kept.append(shipped(name))
-    return kept
 
 
 def test_echo_with_echoscu(server: Server) -> None:

@@ -41,7 +41,13 @@ def _aborted(event: evt.Event) -> None:
 
 
 def _rejected(event: evt.Event) -> None:
-    _log.warning("association_rejected", **fields(event.assoc))
+    assoc = event.assoc
+    allowed = [t.strip() for t in assoc.ae.require_calling_aet]
+    if allowed and assoc.requestor.ae_title not in allowed:
+        reason = "calling AE title not in allowed_calling_aes"
+    else:
+        reason = "too many associations"
+    _log.warning("association_rejected", reason=reason, **fields(assoc))
 
 
 HANDLERS: list[EventHandler] = [

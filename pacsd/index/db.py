@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from playhouse.apsw_ext import APSWDatabase
@@ -60,3 +62,20 @@ def _migrate(db: APSWDatabase) -> None:
         if version == 0:
             db.create_tables(MODELS)
             db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """A connection for this thread's reads (C-FIND, retrieve selection).
+
+    Opened if the thread has none and closed again on exit, also when a
+    generator holding it is abandoned mid-way (a cancelled C-FIND).
+    """
+    opened = database.is_closed()
+    if opened:
+        database.connect()
+    try:
+        yield
+    finally:
+        if opened:
+            database.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 from pacsd.errors import IdentityConflict
 from pacsd.header import Header
+from pacsd.index.matching import fold_pn
 from pacsd.index.models import database
 
 
@@ -54,21 +55,26 @@ class Linked:
 # statements themselves (py-spy: ~4 ms of a 13 ms store). The models still
 # own the schema; these statements only name its tables and columns.
 PATIENT_INSERT = (
-    "INSERT INTO patient (patient_id, issuer, no_id_study_uid, name, birth_date, sex) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (patient_id, issuer, no_id_study_uid) DO NOTHING RETURNING id"
+    "INSERT INTO patient (patient_id, issuer, no_id_study_uid, name, name_fold, name_fold_ideo, name_fold_phon,"
+    " birth_date, sex) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (patient_id, issuer, no_id_study_uid) DO NOTHING RETURNING id"
 )
 PATIENT_FIND = "SELECT id FROM patient WHERE patient_id = ? AND issuer = ? AND no_id_study_uid = ?"
 PATIENT_KEY = "SELECT patient_id, issuer, no_id_study_uid FROM patient WHERE id = ?"
 STUDY_INSERT = (
-    "INSERT INTO study (study_uid, patient_pk, study_date, study_time, accession, description, "
-    "referring_physician, study_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (study_uid) DO NOTHING RETURNING id"
+    "INSERT INTO study (study_uid, patient_pk, study_date, study_time, accession, description,"
+    " referring_physician, referring_fold, study_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (study_uid) DO NOTHING RETURNING id"
 )
 STUDY_FIND = "SELECT id, patient_pk FROM study WHERE study_uid = ?"
 STUDY_UID = "SELECT study_uid FROM study WHERE id = ?"
 SERIES_INSERT = (
-    "INSERT INTO series (series_uid, study_pk, modality, series_number, description) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (series_uid) DO NOTHING RETURNING id"
+    "INSERT INTO series (series_uid, study_pk, modality, series_number, description, series_date, series_time,"
+    " body_part) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series_uid) DO NOTHING RETURNING id"
+)
+SERIES_REQUEST_INSERT = (
+    "INSERT INTO series_request (series_pk, requested_procedure_id, scheduled_procedure_step_id, accession)"
+    " VALUES (?, ?, ?, ?)"
 )
 SERIES_FIND = "SELECT id, study_pk FROM series WHERE series_uid = ?"
 SERIES_UID = "SELECT series_uid FROM series WHERE id = ?"
@@ -104,7 +110,8 @@ def _existing(find: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
 def _patient(header: Header) -> tuple[int, PatientKey]:
     key = PatientKey.of(header)
     k = (key.patient_id, key.issuer, key.no_id_study_uid)
-    new = _create(PATIENT_INSERT, (*k, header.patient_name, header.birth_date, header.sex), "patient", str(key))
+    values = (*k, header.patient_name, *fold_pn(header.patient_name), header.birth_date, header.sex)
+    new = _create(PATIENT_INSERT, values, "patient", str(key))
     if new is not None:
         return new, key
     return int(_existing(PATIENT_FIND, k)[0]), key
@@ -119,6 +126,7 @@ def _study(header: Header, patient_id: int, key: PatientKey) -> int:
         header.accession,
         header.study_description,
         header.referring_physician,
+        fold_pn(header.referring_physician)[0],
         header.study_id,
     )
     new = _create(STUDY_INSERT, values, "study", header.study_uid)
@@ -134,9 +142,22 @@ def _study(header: Header, patient_id: int, key: PatientKey) -> int:
 
 
 def _series(header: Header, study_id: int) -> int:
-    values = (header.series_uid, study_id, header.modality, header.series_number, header.series_description)
+    values = (
+        header.series_uid,
+        study_id,
+        header.modality,
+        header.series_number,
+        header.series_description,
+        header.series_date,
+        header.series_time,
+        header.body_part,
+    )
     new = _create(SERIES_INSERT, values, "series", header.series_uid)
     if new is not None:
+        for r in header.requests:
+            database.execute_sql(
+                SERIES_REQUEST_INSERT, (new, r.requested_procedure_id, r.scheduled_procedure_step_id, r.accession)
+            )
         return new
     series_id, parent = _existing(SERIES_FIND, (header.series_uid,))
     if parent != study_id:

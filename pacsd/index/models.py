@@ -45,7 +45,12 @@ class Patient(BaseModel):
     issuer = TextField(default="")
     no_id_study_uid = TextField(default="")
     name = TextField(default="")
-    birth_date = TextField(default="")
+    # PatientName folded for matching (see index.matching.fold_pn), one
+    # column per component group: alphabetic, ideographic, phonetic.
+    name_fold = TextField(default="", index=True)
+    name_fold_ideo = TextField(default="")
+    name_fold_phon = TextField(default="")
+    birth_date = TextField(default="", index=True)
     sex = TextField(default="")
 
     class Meta:
@@ -62,6 +67,7 @@ class Study(BaseModel):
     accession = TextField(default="", index=True)
     description = TextField(default="")
     referring_physician = TextField(default="")
+    referring_fold = TextField(default="")
     study_id = TextField(default="")
 
 
@@ -72,6 +78,19 @@ class Series(BaseModel):
     modality = TextField(default="", index=True)
     series_number = IntegerField(null=True)
     description = TextField(default="")
+    series_date = TextField(default="")
+    series_time = TextField(default="")
+    body_part = TextField(default="")
+
+
+class SeriesRequest(BaseModel):
+    """Items of a series' Request Attributes Sequence, for sequence matching."""
+
+    id = AutoField()
+    series = ForeignKeyField(Series, backref="requests", column_name="series_pk", on_delete="CASCADE", index=True)
+    requested_procedure_id = TextField(default="")
+    scheduled_procedure_step_id = TextField(default="")
+    accession = TextField(default="")
 
 
 class Instance(BaseModel):
@@ -97,4 +116,4 @@ class Change(BaseModel):
     uid = TextField()
 
 
-MODELS = [Patient, Study, Series, Instance, Change]
+MODELS = [Patient, Study, Series, SeriesRequest, Instance, Change]

@@ -1,0 +1,54 @@
+"""C-MOVE SCP: send matching instances to a known AE over a sub-association."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pynetdicom import evt
+
+from pacsd import log, retrieve
+from pacsd.config import Remote
+from pacsd.dimse import EventHandler, association, qr, statuses
+from pacsd.errors import InvalidQuery
+from pacsd.storage import Storage
+
+_log = log.get("pacsd.move")
+
+
+def handle_move(event: evt.Event, storage: Storage, remotes: dict[str, Remote]) -> Iterator[Any]:
+    model = qr.MOVE[event.request.AffectedSOPClassUID]
+    where = association.fields(event.assoc)
+    destination = (event.move_destination or "").strip()
+    remote = next((r for r in remotes.values() if r.ae_title == destination), None)
+    if remote is None:
+        # Checked before anything is read or sent: pynetdicom answers 0xA801.
+        _log.warning("move_destination_unknown", destination=destination, **where)
+        yield None, None
+        return
+    try:
+        stored = retrieve.select(qr.identifier(event), model)
+    except InvalidQuery as exc:
+        _log.warning("move_refused", destination=destination, reason=str(exc), **where)
+        # pynetdicom takes a status only after a destination and a count.
+        yield remote.host, remote.port
+        yield 1
+        yield statuses.status(qr.IDENTIFIER_INVALID, str(exc)), None
+        return
+    accepted: dict[str, set[str]] = {}
+
+    def on_accepted(sub: evt.Event) -> None:
+        accepted.update(qr.accepted_syntaxes(sub.assoc.accepted_contexts, "scu"))
+
+    yield (
+        remote.host,
+        remote.port,
+        {"contexts": retrieve.contexts(stored), "evt_handlers": [(evt.EVT_ACCEPTED, on_accepted)]},
+    )
+    yield len(stored)
+    _log.info("move_started", destination=destination, model=model.value, instances=len(stored), **where)
+    yield from qr.sub_operations(event, storage, stored, lambda: accepted, {"destination": destination, **where})
+
+
+def handlers(storage: Storage, remotes: dict[str, Remote]) -> list[EventHandler]:
+    return [(evt.EVT_C_MOVE, handle_move, [storage, remotes])]

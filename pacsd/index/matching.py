@@ -1,0 +1,182 @@
+"""DICOM attribute matching (PS3.4 C.2.2.2) as SQL conditions.
+
+One function per matching type. Each takes the SQL column expression(s)
+(from the attribute catalog, never from the request) and the query value,
+and returns a :class:`Condition` whose values are bound parameters, or
+None for universal matching.
+
+Wildcards map onto SQLite's GLOB, which has DICOM's semantics: ``*`` and
+``?``, case-sensitive. Person names are compared in a folded form (see
+:func:`fold_pn`) on both sides, which makes them case-insensitive.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from pacsd.errors import InvalidQuery
+
+
+@dataclass(frozen=True)
+class Condition:
+    sql: str
+    params: list[Any] = field(default_factory=list)
+
+
+def both(conditions: list[Condition], joiner: str = " AND ") -> Condition:
+    return Condition(
+        "(" + joiner.join(c.sql for c in conditions) + ")",
+        [p for c in conditions for p in c.params],
+    )
+
+
+def has_wildcard(value: str) -> bool:
+    return "*" in value or "?" in value
+
+
+def glob_pattern(value: str) -> str:
+    """A DICOM wildcard value as a GLOB pattern: only '[' is special besides."""
+    return value.replace("[", "[[]")
+
+
+def _split(value: str) -> list[str]:
+    """Backslash-separated values (VM > 1 in the query), blanks dropped."""
+    return [v.strip() for v in value.split("\\") if v.strip()]
+
+
+def single_or_wildcard(column: str, value: str) -> Condition | None:
+    """Single value matching, or wildcard matching if it has * or ?."""
+    if value.strip("*") == "":
+        return None  # "*" matches everything, empty values included
+    if has_wildcard(value):
+        return Condition(f"{column} GLOB ?", [glob_pattern(value)])
+    return Condition(f"{column} = ?", [value])
+
+
+def text(column: str, value: str) -> Condition | None:
+    """LO/SH/CS/...: single value or wildcard; several values match any."""
+    values = _split(value)
+    if not values:
+        return None
+    conditions = [single_or_wildcard(column, v) for v in values]
+    if any(c is None for c in conditions):
+        return None
+    return both([c for c in conditions if c is not None], " OR ")
+
+
+def uid_list(column: str, value: str) -> Condition | None:
+    """UIDs: single value or a list of UIDs; no wildcards (C.2.2.2.2)."""
+    uids = _split(value)
+    if not uids:
+        return None
+    for uid in uids:
+        if has_wildcard(uid):
+            raise InvalidQuery(f"wildcards are not allowed in a UID key: {value!r}")
+    if len(uids) == 1:
+        return Condition(f"{column} = ?", uids)
+    return Condition(f"{column} IN ({', '.join('?' * len(uids))})", uids)
+
+
+def integer(column: str, value: str) -> Condition | None:
+    values = _split(value)
+    if not values:
+        return None
+    try:
+        numbers = [int(v) for v in values]
+    except ValueError:
+        raise InvalidQuery(f"not an integer string: {value!r}") from None
+    return Condition(f"{column} IN ({', '.join('?' * len(numbers))})", numbers)
+
+
+_DATE = re.compile(r"\d{8}\Z")
+_TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?\Z")
+
+
+def _date(value: str) -> str:
+    value = value.strip().replace(".", "")  # ACR-NEMA YYYY.MM.DD
+    if not _DATE.match(value):
+        raise InvalidQuery(f"not a DICOM date (YYYYMMDD): {value!r}")
+    return value
+
+
+def _time(value: str, upper: bool) -> str:
+    value = value.strip().replace(":", "")
+    if not _TIME.match(value):
+        raise InvalidQuery(f"not a DICOM time (HHMMSS.FFFFFF): {value!r}")
+    if upper:
+        # "12" as an upper bound means up to 12:59:59.999999.
+        full = "235959.999999"
+        if len(value) < len(full):
+            value = value + ("." if len(value) == 6 else "") + full[len(value) + (len(value) == 6) :]
+    return value
+
+
+def date_range(column: str, value: str) -> Condition | None:
+    """DA: single value or range (either end open), C.2.2.2.5."""
+    return _range(column, value, _date, _date)
+
+
+def time_range(column: str, value: str) -> Condition | None:
+    """TM: single value or range; a partial upper bound covers its span."""
+    return _range(column, value, lambda v: _time(v, False), lambda v: _time(v, True))
+
+
+def _range(column: str, value: str, low: Any, high: Any) -> Condition | None:
+    value = value.strip()
+    if not value or value == "-":
+        return None
+    if "-" not in value:
+        if has_wildcard(value):
+            return single_or_wildcard(column, value)
+        if low is _date:
+            return Condition(f"{column} = ?", [low(value)])
+        # A time without a range matches the whole span it names.
+        return Condition(f"({column} >= ? AND {column} <= ?)", [low(value), high(value)])
+    start, end = value.split("-", 1)
+    parts = [Condition(f"{column} != ''")]  # an empty value is never in a range
+    if start.strip():
+        parts.append(Condition(f"{column} >= ?", [low(start)]))
+    if end.strip():
+        parts.append(Condition(f"{column} <= ?", [high(end)]))
+    return both(parts)
+
+
+def _fold_group(group: str) -> str:
+    group = unicodedata.normalize("NFC", group).casefold()
+    components = [c.strip() for c in group.split("^")]
+    while components and not components[-1]:
+        components.pop()  # "Doe^John^^" is "Doe^John"
+    return "^".join(components)
+
+
+def fold_pn(value: str) -> tuple[str, str, str]:
+    """PatientName as stored for matching: per component group, NFC and
+    case-folded, spaces around components and trailing empty ones dropped."""
+    groups = (value.split("=") + ["", ""])[:3]
+    return _fold_group(groups[0]), _fold_group(groups[1]), _fold_group(groups[2])
+
+
+def person_name(columns: tuple[str, ...], value: str) -> Condition | None:
+    """PN: single value or wildcard, case-insensitive.
+
+    A query without '=' matches any component group (so a romanised or an
+    ideographic name finds a patient stored with both); with '=' each given
+    group must match its own column.
+    """
+    if value.strip("* ") == "":
+        return None
+    query_groups = value.split("=")
+    if len(query_groups) == 1:
+        folded = _fold_group(value)
+        matches = [single_or_wildcard(column, folded) for column in columns]
+        return both([c for c in matches if c is not None], " OR ")
+    conditions = []
+    for column, group in zip(columns, query_groups, strict=False):
+        if group.strip("* "):
+            condition = single_or_wildcard(column, _fold_group(group))
+            if condition is not None:
+                conditions.append(condition)
+    return both(conditions) if conditions else None
