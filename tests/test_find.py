@@ -182,7 +182,7 @@ def test_sequence_matching_on_request_attributes(archive: Archive) -> None:
     "model, keys, words",
     [
         ("-S", ["QueryRetrieveLevel=SERIES", "SeriesInstanceUID"], ["StudyInstanceUID is required"]),
-        ("-S", ["QueryRetrieveLevel=SERIES", "StudyInstanceUID=1.2*"], ["wildcards are not allowed"]),
+        ("-S", ["QueryRetrieveLevel=SERIES", "StudyInstanceUID=1.2*"], ["StudyInstanceUID", "without wildcards"]),
         ("-P", ["QueryRetrieveLevel=STUDY", "StudyInstanceUID"], ["PatientID is required"]),
         ("-S", ["QueryRetrieveLevel=PATIENT", "PatientID"], ["PATIENT", "study root"]),
         ("-S", ["QueryRetrieveLevel=FRAME"], ["unknown Query/Retrieve Level"]),

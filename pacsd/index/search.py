@@ -75,8 +75,10 @@ def require_unique_keys(identifier: Dataset, level: Level, model: Model) -> None
             break
         keyword = UNIQUE_KEYS[above]
         value = text_value(identifier.get(keyword)).strip()
-        if not value or matching.has_wildcard(value):
+        if not value:
             raise InvalidQuery(f"{keyword} is required for a {level.name} level query in this model")
+        if matching.has_wildcard(value):
+            raise InvalidQuery(f"{keyword} must be given without wildcards for a {level.name} level query")
 
 
 def condition(attribute: Attribute, value: str) -> Condition | None:
