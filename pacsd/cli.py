@@ -1,4 +1,4 @@
-"""The `pacsd` command: serve, stats, fsck."""
+"""The `pacsd` command: serve, stats, fsck, import."""
 
 from __future__ import annotations
 
@@ -74,6 +74,22 @@ def _fsck(args: argparse.Namespace) -> int:
     return 0 if report.clean else 1
 
 
+def _import(args: argparse.Namespace) -> int:
+    from pacsd.admin.importer import import_files
+    from pacsd.archive import Archive
+
+    archive = Archive(_settings(args))
+    archive.start()
+    try:
+        counts, problems = import_files(archive.ingest, args.paths, args.workers)
+    finally:
+        archive.close()
+    for path, why in problems:
+        print(f"{path}: {why}", file=sys.stderr)
+    print(" ".join(f"{key}={value}" for key, value in sorted(counts.items())) or "no files")
+    return 1 if problems else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pacsd", description="A DIMSE-native mini-PACS.")
     p.add_argument("--version", action="version", version=f"pacsd {__version__}")
@@ -91,6 +107,10 @@ def parser() -> argparse.ArgumentParser:
     fsck = command("fsck", "find index rows without files and files without rows")
     fsck.add_argument("--reindex", action="store_true", help="index unindexed files through ingest")
     fsck.set_defaults(func=_fsck)
+    imp = command("import", "store Part 10 files from disk through the normal ingest path")
+    imp.add_argument("paths", nargs="+", type=Path, help="files or directories (recursive)")
+    imp.add_argument("--workers", type=int, default=4, help="parallel workers (default 4)")
+    imp.set_defaults(func=_import)
     return p
 
 

@@ -17,14 +17,10 @@ Instance UID keeps the stored one and is answered with a warning.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-
-from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID
 
 from pacsd import uid
 from pacsd.errors import Refusal, RequestMismatch, SOPClassMismatch, StorageFailure
@@ -59,20 +55,32 @@ class Outcome:
     comment: str = ""
 
 
-def _part10(received: Received) -> list[bytes]:
-    """Preamble, prefix and file meta for *received*, then its dataset as sent."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(received.sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = UID(received.sop_instance_uid)
-    meta.TransferSyntaxUID = UID(received.transfer_syntax)
-    meta.ImplementationClassUID = UID(uid.IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = uid.IMPLEMENTATION_VERSION_NAME
-    if received.source_ae:
-        meta.SourceApplicationEntityTitle = received.source_ae
-    buf = DicomBytesIO()
-    buf.is_little_endian, buf.is_implicit_VR = True, False
-    write_file_meta_info(buf, meta, enforce_standard=True)
-    return [b"\0" * 128, b"DICM", buf.getvalue(), received.dataset]
+def _element(elem: int, vr: bytes, value: bytes) -> bytes:
+    """One group 0002 element, explicit VR little endian, short form."""
+    if len(value) % 2:
+        value += b"\0" if vr == b"UI" else b" "
+    return struct.pack("<HH2sH", 0x0002, elem, vr, len(value)) + value
+
+
+def file_meta(received: Received) -> bytes:
+    """Preamble, 'DICM' and the File Meta Information for *received*.
+
+    Encoded by hand: it is the same seven elements for every object, and
+    building it through pydicom cost 0.4 ms of a store.
+    """
+    body = b"".join(
+        [
+            struct.pack("<HH2s2xI", 0x0002, 0x0001, b"OB", 2) + b"\0\1",  # File Meta Information Version
+            _element(0x0002, b"UI", received.sop_class_uid.encode()),
+            _element(0x0003, b"UI", received.sop_instance_uid.encode()),
+            _element(0x0010, b"UI", received.transfer_syntax.encode()),
+            _element(0x0012, b"UI", uid.IMPLEMENTATION_CLASS_UID.encode()),
+            _element(0x0013, b"SH", uid.IMPLEMENTATION_VERSION_NAME.encode()),
+            _element(0x0016, b"AE", received.source_ae.encode("ascii", "replace")) if received.source_ae else b"",
+        ]
+    )
+    group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body))
+    return b"\0" * 128 + b"DICM" + group_length + body
 
 
 def validate(received: Received) -> Header:
@@ -103,7 +111,7 @@ class Ingest:
         """Store *received*; raise a :class:`pacsd.errors.Refusal` if refused."""
         header = validate(received)
         relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
-        chunks = _part10(received)
+        chunks = [file_meta(received), received.dataset]
         try:
             temp = self.storage.write_temp(chunks)
         except OSError as exc:

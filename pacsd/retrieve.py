@@ -44,6 +44,14 @@ def load(storage: Storage, instance: StoredInstance) -> Dataset:
         return stub
 
 
+def reference(instance: StoredInstance) -> Dataset:
+    """A dataset that only names *instance* (what the sender looks up)."""
+    ds = Dataset()
+    ds.SOPClassUID = instance.sop_class_uid
+    ds.SOPInstanceUID = instance.sop_uid
+    return ds
+
+
 def contexts(stored: Iterable[StoredInstance]) -> list[PresentationContext]:
     """Contexts for a sub-association: each SOP class in each stored syntax
     first, then an uncompressed fallback per SOP class while IDs remain."""

@@ -12,7 +12,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pynetdicom import AE, AllStoragePresentationContexts
+from pynetdicom import AE, AllStoragePresentationContexts, _config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from pacsd import log
@@ -24,6 +24,9 @@ QR_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitV
 
 
 def build_ae(settings: Settings) -> AE:
+    # Retrieves hand pynetdicom the paths of stored files; send them byte for
+    # byte rather than decoding and re-encoding (only path arguments change).
+    _config.STORE_SEND_CHUNKED_DATASET = True
     ae = AE(ae_title=settings.server.ae_title)
     ae.maximum_associations = settings.server.max_associations
     ae.network_timeout = settings.server.network_timeout

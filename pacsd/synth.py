@@ -88,3 +88,49 @@ def write(ds: Dataset, path: Path, transfer_syntax: str = ExplicitVRLittleEndian
     set_meta(ds, transfer_syntax)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def generate(out: Path, studies: int, series: int, instances: int, pixel_bytes: int, patients: int) -> int:
+    """Write studies x series x instances CT files under *out*; returns the count.
+
+    Studies are spread over *patients* patients, with varied dates and
+    modalities so that queries have something to select.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    modalities = ["CT", "MR", "US", "CR", "DX"]
+    for s in range(studies):
+        p = s % patients
+        study_uid = new_uid()
+        date = f"20{10 + s % 15:02}{1 + s % 12:02}{1 + s % 28:02}"
+        for r in range(series):
+            series_uid = new_uid()
+            for i in range(instances):
+                ds = ct(
+                    patient_id=f"GEN{p:06}", patient_name=f"Generated^Patient{p:06}", study_uid=study_uid,
+                    series_uid=series_uid, instance_number=i + 1, pixel_bytes=pixel_bytes, StudyDate=date,
+                    Modality=modalities[(s + r) % len(modalities)], SeriesNumber=r + 1, AccessionNumber=f"A{s:08}",
+                )  # fmt: skip
+                write(ds, out / f"{s:06}-{r:03}-{i:05}.dcm")
+                written += 1
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="gen-data", description="Write synthetic CT objects as Part 10 files.")
+    p.add_argument("out", type=Path)
+    p.add_argument("--studies", type=int, default=10)
+    p.add_argument("--series", type=int, default=1, help="series per study")
+    p.add_argument("--instances", type=int, default=100, help="instances per series")
+    p.add_argument("--pixel-bytes", type=int, default=8192)
+    p.add_argument("--patients", type=int, default=0, help="default: one per study")
+    args = p.parse_args(argv)
+    n = generate(args.out, args.studies, args.series, args.instances, args.pixel_bytes, args.patients or args.studies)
+    print(f"{n} files in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -41,10 +41,12 @@ setup_venv() {
         local py; py=$(pick_python)
         "$py" -m venv "$VENV" || { echo "cannot create a venv: apt-get install python3-venv" >&2; return 1; }
     fi
-    # Reinstall only when pyproject.toml or the extras changed.
-    local stamp="$VENV/.pacsd-installed" want
+    # Reinstall only when pyproject.toml changed or the extras are missing;
+    # an install with the test extras also serves scripts/serve.
+    local stamp="$VENV/.pacsd-installed" want have=""
     want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) [$extras]"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    [ -f "$stamp" ] && have=$(cat "$stamp")
+    if [ "$have" != "$want" ] && { [ -n "$extras" ] || [ "${have%% *}" != "${want%% *}" ]; }; then
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
         local target="$ROOT"
         [ -n "$extras" ] && target="$ROOT[$extras]"

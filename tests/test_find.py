@@ -164,8 +164,8 @@ def test_image_level_both_models(archive: Archive) -> None:
 def test_sequence_matching_on_request_attributes(archive: Archive) -> None:
     responses, _ = archive.server.findscu(
         "-S", "QueryRetrieveLevel=SERIES", f"StudyInstanceUID={archive.a2.StudyInstanceUID}",
-        "RequestAttributesSequence[0].RequestedProcedureID=RP-77", "RequestAttributesSequence[0].ScheduledProcedureStepID",
-        "SeriesInstanceUID",
+        "RequestAttributesSequence[0].RequestedProcedureID=RP-77",
+        "RequestAttributesSequence[0].ScheduledProcedureStepID", "SeriesInstanceUID",
     )  # fmt: skip
     [r] = responses
     assert r.SeriesInstanceUID == archive.a2.SeriesInstanceUID
@@ -245,8 +245,8 @@ def test_ideographic_group_alone_finds_the_patient(archive: Archive) -> None:
 
 def test_latin1_name_with_findscu(archive: Archive) -> None:
     responses, _ = archive.server.findscu(
-        "-P", "SpecificCharacterSet=ISO_IR 100", "QueryRetrieveLevel=PATIENT", "PatientName=buc^j\xe9r\xf4me".encode("latin-1"),
-        "PatientID",
+        "-P", "SpecificCharacterSet=ISO_IR 100", "QueryRetrieveLevel=PATIENT",
+        "PatientName=buc^j\xe9r\xf4me".encode("latin-1"), "PatientID",
     )  # fmt: skip
     [r] = responses
     assert r.PatientID == "SCSFREN"

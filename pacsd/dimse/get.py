@@ -9,6 +9,7 @@ from pynetdicom import evt
 
 from pacsd import log, retrieve
 from pacsd.dimse import EventHandler, association, qr, statuses
+from pacsd.dimse.qr import Sender
 from pacsd.errors import InvalidQuery
 from pacsd.storage import Storage
 
@@ -27,9 +28,14 @@ def handle_get(event: evt.Event, storage: Storage) -> Iterator[Any]:
         return
     yield len(stored)
     _log.info("get_started", model=model.value, instances=len(stored), **where)
-    # The peer took the SCP role for the storage classes it can receive.
-    accepted = qr.accepted_syntaxes(event.assoc.accepted_contexts, "scu")
-    yield from qr.sub_operations(event, storage, stored, lambda: accepted, where)
+    # The C-STOREs go back over the requesting association, on the storage
+    # contexts where the peer took the SCP role.
+    sender = Sender(storage, stored, None, where)
+    uninstall = sender.install(event.assoc)
+    try:
+        yield from sender.sub_operations(event, stored)
+    finally:
+        uninstall()
 
 
 def handlers(storage: Storage) -> list[EventHandler]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from pynetdicom import evt
+from pynetdicom import build_context, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from pacsd import log, retrieve
 from pacsd.config import Remote
 from pacsd.dimse import EventHandler, association, qr, statuses
+from pacsd.dimse.qr import Sender
 from pacsd.errors import InvalidQuery
 from pacsd.storage import Storage
 
@@ -30,24 +32,25 @@ def handle_move(event: evt.Event, storage: Storage, remotes: dict[str, Remote]) 
         stored = retrieve.select(qr.identifier(event), model)
     except InvalidQuery as exc:
         _log.warning("move_refused", destination=destination, reason=str(exc), **where)
-        # pynetdicom takes a status only after a destination and a count.
-        yield remote.host, remote.port
+        # pynetdicom takes a status only after a destination and a count,
+        # and associates in between; Verification is all it needs to propose.
+        yield remote.host, remote.port, {"contexts": [build_context(Verification)]}
         yield 1
         yield statuses.status(qr.IDENTIFIER_INVALID, str(exc)), None
         return
-    accepted: dict[str, set[str]] = {}
-
-    def on_accepted(sub: evt.Event) -> None:
-        accepted.update(qr.accepted_syntaxes(sub.assoc.accepted_contexts, "scu"))
-
+    fields = {"destination": destination, **where}
+    sender = Sender(storage, stored, event.assoc.requestor.ae_title, fields)
     yield (
         remote.host,
         remote.port,
-        {"contexts": retrieve.contexts(stored), "evt_handlers": [(evt.EVT_ACCEPTED, on_accepted)]},
+        {
+            "contexts": retrieve.contexts(stored),
+            "evt_handlers": [(evt.EVT_ACCEPTED, lambda e: sender.install(e.assoc))],
+        },
     )
     yield len(stored)
-    _log.info("move_started", destination=destination, model=model.value, instances=len(stored), **where)
-    yield from qr.sub_operations(event, storage, stored, lambda: accepted, {"destination": destination, **where})
+    _log.info("move_started", model=model.value, instances=len(stored), **fields)
+    yield from sender.sub_operations(event, stored)
 
 
 def handlers(storage: Storage, remotes: dict[str, Remote]) -> list[EventHandler]:

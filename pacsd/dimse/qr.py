@@ -4,13 +4,13 @@ models, and reading the request identifier."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association
-from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -72,31 +72,72 @@ def drain(assoc: Association, limit: int = 8) -> None:
         time.sleep(0.0005)
 
 
-def accepted_syntaxes(contexts: Iterable[PresentationContext], role: str) -> dict[str, set[str]]:
-    """SOP class -> transfer syntaxes the peer accepted for us to send."""
+def accepted_syntaxes(assoc: Association) -> dict[str, set[str]]:
+    """SOP class -> transfer syntaxes we may send in on *assoc*."""
     accepted: dict[str, set[str]] = {}
-    for cx in contexts:
-        if (role == "scu" and cx.as_scu) or (role == "scp" and cx.as_scp):
+    for cx in assoc.accepted_contexts:
+        if cx.as_scu:
             accepted.setdefault(str(cx.abstract_syntax), set()).add(str(cx.transfer_syntax[0]))
     return accepted
 
 
-def sub_operations(
-    event: evt.Event,
-    storage: Storage,
-    stored: list[StoredInstance],
-    accepted: Callable[[], dict[str, set[str]]],
-    log_fields: dict[str, Any],
-) -> Iterator[tuple[int, Dataset | None]]:
-    """(status, dataset) pairs for pynetdicom to send, one per instance,
-    stopping with Cancel when the peer sent C-CANCEL."""
-    logger = log.get("pacsd.retrieve")
-    for n, instance in enumerate(stored):
-        if event.is_cancelled:
-            logger.info("retrieve_cancelled", sent=n, remaining=len(stored) - n, **log_fields)
-            yield CANCELLED, None
-            return
-        note = retrieve.syntax_note(instance, accepted())
-        if note:
-            logger.warning("retrieve_transfer_syntax", sop_instance_uid=instance.sop_uid, note=note, **log_fields)
-        yield PENDING, retrieve.load(storage, instance)
+class Sender:
+    """Sends one retrieve's instances over a pynetdicom association.
+
+    pynetdicom's C-MOVE/C-GET service classes drive the sub-operations and
+    call ``send_c_store`` with each dataset the handler yields. We install
+    this object as that association's ``send_c_store`` so that
+
+    - an instance goes out as the bytes of its file (pynetdicom's path mode)
+      whenever the peer accepted the syntax it is stored in: no decoding, no
+      re-encoding; only otherwise is it decoded for pynetdicom to convert,
+      and that is logged;
+    - the Move Originator AE Title is the AE that sent the C-MOVE (PS3.7
+      9.3.1.1), not our own title, which is what pynetdicom would put there.
+    """
+
+    def __init__(
+        self, storage: Storage, stored: list[StoredInstance], originator: str | None, log_fields: dict[str, Any]
+    ) -> None:
+        self.storage = storage
+        self.by_uid = {i.sop_uid: i for i in stored}
+        self.originator = originator
+        self.log_fields = log_fields
+        self._log = log.get("pacsd.retrieve")
+
+    def install(self, assoc: Association) -> Callable[[], None]:
+        """Route *assoc*'s C-STOREs through us; returns the undo."""
+        original = assoc.send_c_store
+        accepted = accepted_syntaxes(assoc)
+
+        def send_c_store(
+            dataset: Any, msg_id: int = 1, priority: int = 2, originator_aet: Any = None, originator_id: Any = None
+        ) -> Dataset:
+            if originator_aet is not None and self.originator:
+                originator_aet = self.originator
+            instance = self.by_uid.get(str(dataset.get("SOPInstanceUID", "")))
+            if instance is None:
+                return original(dataset, msg_id, priority, originator_aet, originator_id)
+            if instance.transfer_syntax in accepted.get(instance.sop_class_uid, set()):
+                item: Dataset | Path = self.storage.absolute(instance.path)
+            else:
+                note = retrieve.syntax_note(instance, accepted)
+                self._log.warning(
+                    "retrieve_transfer_syntax", sop_instance_uid=instance.sop_uid, note=note, **self.log_fields
+                )
+                item = retrieve.load(self.storage, instance)
+            return original(item, msg_id, priority, originator_aet, originator_id)
+
+        assoc.send_c_store = send_c_store  # type: ignore[method-assign]
+        return lambda: setattr(assoc, "send_c_store", original)
+
+    def sub_operations(self, event: evt.Event, stored: list[StoredInstance]) -> Iterator[tuple[int, Dataset | None]]:
+        """(status, dataset) pairs for pynetdicom, one per instance, stopping
+        with Cancel when the peer sent C-CANCEL. Each dataset only names the
+        instance; :meth:`install`'s ``send_c_store`` sends the stored file."""
+        for n, instance in enumerate(stored):
+            if event.is_cancelled:
+                self._log.info("retrieve_cancelled", sent=n, remaining=len(stored) - n, **self.log_fields)
+                yield CANCELLED, None
+                return
+            yield PENDING, retrieve.reference(instance)
