@@ -18,9 +18,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pacsd.server import serve
+    from pacsd.server import ListenError, serve
 
-    serve(_settings(args))
+    try:
+        serve(_settings(args))
+    except ListenError as exc:
+        print(f"pacsd: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -90,7 +90,9 @@ def write(ds: Dataset, path: Path, transfer_syntax: str = ExplicitVRLittleEndian
     return path
 
 
-def generate(out: Path, studies: int, series: int, instances: int, pixel_bytes: int, patients: int) -> int:
+def generate(
+    out: Path, studies: int, series: int, instances: int, pixel_bytes: int, patients: int, patient_prefix: str = "GEN"
+) -> int:
     """Write studies x series x instances CT files under *out*; returns the count.
 
     Studies are spread over *patients* patients, with varied dates and
@@ -107,7 +109,7 @@ def generate(out: Path, studies: int, series: int, instances: int, pixel_bytes: 
             series_uid = new_uid()
             for i in range(instances):
                 ds = ct(
-                    patient_id=f"GEN{p:06}", patient_name=f"Generated^Patient{p:06}", study_uid=study_uid,
+                    patient_id=f"{patient_prefix}{p:06}", patient_name=f"Generated^Patient{p:06}", study_uid=study_uid,
                     series_uid=series_uid, instance_number=i + 1, pixel_bytes=pixel_bytes, StudyDate=date,
                     Modality=modalities[(s + r) % len(modalities)], SeriesNumber=r + 1, AccessionNumber=f"A{s:08}",
                 )  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pacsd.config import ConfigError, load, parse
-from tests.conftest import REPO, pacsd_cmd
+from tests.conftest import REPO, Server, pacsd_cmd
 
 
 def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
@@ -66,3 +66,18 @@ def test_remote_ae_title_defaults_to_table_name(tmp_path: Path) -> None:
     assert settings.remotes["WS1"].ae_title == "WS1"
     with pytest.raises(ConfigError):
         parse("[remotes]\nWS1 = 3\n", "x.toml", tmp_path)
+
+
+def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "first").mkdir()
+    first = Server(tmp_path / "first").start()
+    try:
+        second = tmp_path / "second.toml"
+        second.write_text(f'[server]\nport = {first.port}\ndata_dir = "{tmp_path / "other"}"\n')
+        result = run_serve(second)
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert last == f"pacsd: cannot listen on 127.0.0.1:{first.port}: Address already in use"
+        first.echoscu()
+    finally:
+        first.stop()

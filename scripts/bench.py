@@ -1,0 +1,310 @@
+"""Side-by-side benchmark: pacsd against Orthanc and DCMTK storescp.
+
+Absolute figures on a shared machine wander from run to run, so every peer
+runs the same workloads in one run and the table reports pacsd's ratio to
+each. Every process started here is ended by its own process id.
+
+Run through ``scripts/bench`` (which sets up the venv, dcmtk and orthanc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pydicom
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pacsd import synth  # noqa: E402
+
+ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK waits 40 ms per message without it
+# A worklist-style study query: one patient's studies, with what a viewer lists.
+FIND_KEYS = [
+    "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=BENCH000000", "-k", "StudyInstanceUID", "-k", "PatientName",
+    "-k", "StudyDate", "-k", "ModalitiesInStudy", "-k", "NumberOfStudyRelatedInstances",
+]  # fmt: skip
+
+
+@dataclass
+class Row:
+    peer: str
+    workload: str
+    value: float
+    unit: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Peer:
+    name: str
+    ae_title: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    queries: bool  # answers C-FIND/C-MOVE
+
+
+@contextmanager
+def pacsd(work: Path, dest: tuple[str, int] | None) -> Iterator[Peer]:
+    port = free_port()
+    config = work / "pacsd.toml"
+    remotes = f'[remotes.DEST]\nhost = "127.0.0.1"\nport = {dest[1]}\n' if dest else ""
+    config.write_text(f'[server]\nport = {port}\ndata_dir = "{work / "data"}"\n{remotes}')
+    with (work / "pacsd.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pacsd.cli", "serve", "--config", str(config)], stderr=log)
+    try:
+        wait_port(port, proc, "pacsd")
+        yield Peer("pacsd", "PACSD", port, proc, True)
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def orthanc(work: Path, dest: tuple[str, int] | None) -> Iterator[Peer]:
+    port, http = free_port(), free_port()
+    config = {
+        "Name": "bench",
+        "StorageDirectory": str(work / "storage"),
+        "IndexDirectory": str(work / "index"),
+        "DicomAet": "ORTHANC",
+        "DicomPort": port,
+        "HttpPort": http,
+        "RemoteAccessAllowed": False,
+        "DicomCheckCalledAet": False,
+        "DicomAlwaysAllowEcho": True,
+        "DicomAlwaysAllowStore": True,
+        "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowMove": True,
+        "DicomAlwaysAllowGet": True,
+        "DicomModalities": {"DEST": ["DEST", "127.0.0.1", dest[1]]} if dest else {},
+        "StorageCompression": False,
+        "Plugins": [],
+    }
+    path = work / "orthanc.json"
+    path.write_text(json.dumps(config))
+    with (work / "orthanc.log").open("wb") as log:
+        proc = subprocess.Popen(["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc, "Orthanc")
+        yield Peer("orthanc", "ORTHANC", port, proc, True)
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def storescp(work: Path, dest: tuple[str, int] | None = None, ae_title: str = "STORESCP") -> Iterator[Peer]:
+    port = free_port()
+    out = work / "received"
+    out.mkdir(exist_ok=True)
+    proc = subprocess.Popen(
+        ["storescp", "-aet", ae_title, "-od", str(out), str(port)],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_port(port, proc, "storescp")
+        yield Peer("storescp", ae_title, port, proc, False)
+    finally:
+        stop(proc)
+
+
+PEERS: dict[str, Callable[..., Iterator[Peer]]] = {"pacsd": pacsd, "orthanc": orthanc, "storescp": storescp}
+
+
+def storescu(peer: Peer, directory: Path) -> None:
+    cmd = ["storescu", "+sd", "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(directory)]
+    subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ingest(peer: Peer, parts: list[Path]) -> float:
+    """Seconds to store every file of *parts*, one storescu per part at once."""
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            ["storescu", "+sd", "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(part)],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for part in parts
+    ]
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"storescu to {peer.name} failed: {err.decode(errors='replace')[-500:]}")
+    return time.perf_counter() - start
+
+
+def find_latency(peer: Peer, queries: int) -> float:
+    times = []
+    for _ in range(queries + 1):
+        cmd = [
+            "findscu",
+            "-S",
+            "-aec",
+            peer.ae_title,
+            *FIND_KEYS,
+            "-k",
+            "PatientID=BENCH000000",
+            "127.0.0.1",
+            str(peer.port),
+        ]
+        start = time.perf_counter()
+        subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times[1:])  # the first one warms caches
+
+
+def move_rate(peer: Peer, study_uid: str, received: Path, expected: int) -> float:
+    """Instances/s of a C-MOVE of one study to the DEST storescp."""
+    cmd = ["movescu", "-S", "-aec", peer.ae_title, "-aem", "DEST", "-k", "QueryRetrieveLevel=STUDY",
+           "-k", f"StudyInstanceUID={study_uid}", "127.0.0.1", str(peer.port)]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    got = len(list(received.iterdir()))
+    if got != expected:
+        raise RuntimeError(f"C-MOVE from {peer.name}: destination received {got} of {expected}")
+    return expected / elapsed
+
+
+@dataclass
+class DataSet:
+    name: str
+    files: int
+    bytes: int
+    parts: list[Path]  # the same files split into 4 directories
+    whole: Path
+
+
+def make_set(root: Path, name: str, studies: int, instances: int, pixel_bytes: int) -> DataSet:
+    whole = root / name
+    synth.generate(whole, studies, 1, instances, pixel_bytes, studies, patient_prefix="BENCH")
+    files = sorted(whole.iterdir())
+    parts = [root / f"{name}-part{i}" for i in range(4)]
+    for part in parts:
+        part.mkdir()
+    for n, f in enumerate(files):
+        os.link(f, parts[n % 4] / f.name)
+    return DataSet(name, len(files), sum(f.stat().st_size for f in files), parts, whole)
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    root = Path(tempfile.mkdtemp(prefix="pacsd-bench-"))
+    rows: list[Row] = []
+    try:
+        small = make_set(root, "small", args.small // 100 or 1, min(100, args.small), args.small_bytes)
+        large = make_set(root, "large", 4, max(1, args.large // 4), args.large_bytes)
+        move_study = pydicom.dcmread(next(iter(sorted(small.whole.iterdir())))).StudyInstanceUID
+        move_count = min(100, args.small)
+        for name in args.peers:
+            for data in (small, large):
+                for label, parts in (("1 assoc", [data.whole]), ("4 assoc", data.parts)):
+                    work = Path(tempfile.mkdtemp(dir=root))
+                    with PEERS[name](work, None) as peer:
+                        seconds = ingest(peer, parts)
+                    shutil.rmtree(work)
+                    rows.append(Row(name, f"store {data.name} {label}", data.files / seconds, "inst/s"))
+                    rows.append(Row(name, f"store {data.name} {label} MB/s", data.bytes / seconds / 1e6, "MB/s"))
+            if name == "storescp":
+                continue
+            work = Path(tempfile.mkdtemp(dir=root))
+            with storescp(work, ae_title="DEST") as dest, PEERS[name](work, ("DEST", dest.port)) as peer:
+                ingest(peer, [small.whole])
+                rows.append(Row(name, "C-FIND study median", find_latency(peer, args.queries), "ms"))
+                rate = move_rate(peer, move_study, work / "received", move_count)
+                rows.append(Row(name, f"C-MOVE {move_count}-instance study", rate, "inst/s"))
+            shutil.rmtree(work)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    by = {(r.peer, r.workload): r for r in rows}
+    workloads = list(dict.fromkeys(r.workload for r in rows))
+    peers = list(dict.fromkeys(r.peer for r in rows))
+    lines = [f"{'workload':<34}" + "".join(f"{p:>12}" for p in peers) + f"{'vs orthanc':>12}{'vs storescp':>12}"]
+    for w in workloads:
+        cells = []
+        for p in peers:
+            r = by.get((p, w))
+            cells.append(f"{r.value:>12.1f}" if r else f"{'-':>12}")
+        ratios = []
+        ours = by.get(("pacsd", w))
+        for other in ("orthanc", "storescp"):
+            theirs = by.get((other, w))
+            if ours and theirs and theirs.value and ours.value:
+                # For latencies lower is better: report the speed-up either way.
+                ratio = theirs.value / ours.value if ours.unit == "ms" else ours.value / theirs.value
+                ratios.append(f"{ratio:>11.2f}x")
+            else:
+                ratios.append(f"{'-':>12}")
+        unit = (ours or by.get((peers[0], w))).unit  # type: ignore[union-attr]
+        lines.append(f"{w + ' (' + unit + ')':<34}" + "".join(cells) + "".join(ratios))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a few objects, to check the bench still works")
+    p.add_argument("--small", type=int, default=1000, help="small objects (default 1000)")
+    p.add_argument("--small-bytes", type=int, default=8 * 1024, help="pixel bytes per small object")
+    p.add_argument("--large", type=int, default=400, help="large objects, in 4 studies (default 400)")
+    p.add_argument("--large-bytes", type=int, default=512 * 1024, help="pixel bytes per large object")
+    p.add_argument("--queries", type=int, default=20, help="C-FIND queries per peer (median)")
+    p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
+    p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.small, args.large, args.queries, args.large_bytes = 8, 4, 2, 64 * 1024
+    rows = run(args)
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
