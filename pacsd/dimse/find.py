@@ -29,17 +29,17 @@ def handle_find(event: evt.Event, ae_title: str) -> Iterator[tuple[Any, Any]]:
                 qr.drain(event.assoc)
                 if event.is_cancelled:
                     _log.info("find_cancelled", matches=matches, **where)
-                    yield qr.CANCELLED, None
+                    yield statuses.CANCELLED, None
                     return
                 matches += 1
-                yield qr.PENDING, response
+                yield statuses.PENDING, response
     except InvalidQuery as exc:
         _log.warning("find_refused", reason=str(exc), model=model.value, **where)
-        yield statuses.status(qr.IDENTIFIER_INVALID, str(exc)), None
+        yield statuses.status(statuses.IDENTIFIER_INVALID, str(exc)), None
         return
     except Exception as exc:
         _log.exception("find_failed", **where)
-        yield statuses.status(qr.UNABLE_TO_PROCESS, f"internal error: {type(exc).__name__}"), None
+        yield statuses.status(statuses.UNABLE_TO_PROCESS, f"internal error: {type(exc).__name__}"), None
         return
     ms = round((time.perf_counter() - start) * 1000, 2)
     _log.info(

@@ -24,7 +24,7 @@ def handle_get(event: evt.Event, storage: Storage) -> Iterator[Any]:
     except InvalidQuery as exc:
         _log.warning("get_refused", reason=str(exc), **where)
         yield 1
-        yield statuses.status(qr.IDENTIFIER_INVALID, str(exc)), None
+        yield statuses.status(statuses.IDENTIFIER_INVALID, str(exc)), None
         return
     yield len(stored)
     _log.info("get_started", model=model.value, instances=len(stored), **where)

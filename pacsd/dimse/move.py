@@ -36,7 +36,7 @@ def handle_move(event: evt.Event, storage: Storage, remotes: dict[str, Remote]) 
         # and associates in between; Verification is all it needs to propose.
         yield remote.host, remote.port, {"contexts": [build_context(Verification)]}
         yield 1
-        yield statuses.status(qr.IDENTIFIER_INVALID, str(exc)), None
+        yield statuses.status(statuses.IDENTIFIER_INVALID, str(exc)), None
         return
     fields = {"destination": destination, **where}
     sender = Sender(storage, stored, event.assoc.requestor.ae_title, fields)

@@ -1,5 +1,5 @@
 """What the Query/Retrieve adapters share: SOP classes to information
-models, and reading the request identifier."""
+models, reading the identifier, back-pressure, and sending stored files."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from pacsd import log, retrieve
+from pacsd.dimse import statuses
 from pacsd.errors import InvalidQuery
 from pacsd.index.attributes import Model
 from pacsd.index.search import StoredInstance
@@ -39,14 +40,6 @@ GET = {
     StudyRootQueryRetrieveInformationModelGet: Model.STUDY_ROOT,
 }
 SOP_CLASSES = [*FIND, *MOVE, *GET]
-
-# Query/Retrieve statuses (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).
-PENDING = 0xFF00
-CANCELLED = 0xFE00
-SUB_OPERATIONS_WARNING = 0xB000
-IDENTIFIER_INVALID = 0xA900  # Identifier does not match SOP Class
-UNABLE_TO_PROCESS = 0xC000
-MOVE_DESTINATION_UNKNOWN = 0xA801
 
 
 def identifier(event: evt.Event) -> Dataset:
@@ -138,6 +131,6 @@ class Sender:
         for n, instance in enumerate(stored):
             if event.is_cancelled:
                 self._log.info("retrieve_cancelled", sent=n, remaining=len(stored) - n, **self.log_fields)
-                yield CANCELLED, None
+                yield statuses.CANCELLED, None
                 return
-            yield PENDING, retrieve.reference(instance)
+            yield statuses.PENDING, retrieve.reference(instance)

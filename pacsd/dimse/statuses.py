@@ -33,6 +33,15 @@ STORE_RESULTS: dict[Result, int] = {
 }
 
 
+# Query/Retrieve (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4). pynetdicom itself
+# answers 0xA801 (move destination unknown) and 0xB000 (sub-operations
+# failed) from what the handlers yield.
+PENDING = 0xFF00
+CANCELLED = 0xFE00
+IDENTIFIER_INVALID = 0xA900  # Identifier does not match SOP Class
+UNABLE_TO_PROCESS = 0xC000
+
+
 def store_refusal_code(refusal: errors.Refusal) -> int:
     # Most specific class first: SOPClassMismatch before RequestMismatch.
     for cls in type(refusal).__mro__:
