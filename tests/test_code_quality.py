@@ -18,7 +18,7 @@ def test_mypy_strict() -> None:
 
 
 def test_ruff() -> None:
-    result = run("ruff", "check", "pacsd", "tests")
+    result = run("ruff", "check", "pacsd", "tests", "scripts")
     assert result.returncode == 0, result.stdout + result.stderr
-    result = run("ruff", "format", "--check", "pacsd", "tests")
+    result = run("ruff", "format", "--check", "pacsd", "tests", "scripts")
     assert result.returncode == 0, result.stdout + result.stderr

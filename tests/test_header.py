@@ -5,10 +5,13 @@ from __future__ import annotations
 import struct
 from io import BytesIO
 
+import pydicom
 import pytest
+from pydicom.data import get_charset_files
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_dataset
+from pynetdicom.dsutils import split_dataset
 
 from pacsd import synth
 from pacsd.errors import InvalidObject
@@ -72,3 +75,22 @@ def test_garbage_is_refused() -> None:
         read_header(b"\x08\x00\x16\x00ZZ\xff\xff" + b"\x00" * 40, EXPLICIT_LE)
     with pytest.raises(InvalidObject, match="empty"):
         read_header(b"", EXPLICIT_LE)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "chrArab.dcm", "chrFren.dcm", "chrGerm.dcm", "chrGreek.dcm", "chrH31.dcm", "chrH32.dcm", "chrHbrw.dcm",
+        "chrI2.dcm", "chrJapMulti.dcm", "chrKoreanMulti.dcm", "chrRuss.dcm", "chrX1.dcm", "chrX2.dcm",
+    ],
+)  # fmt: skip
+def test_header_text_decodes_like_pydicom(name: str) -> None:
+    path = get_charset_files(name)[0]
+    ds = pydicom.dcmread(path)
+    _, offset = split_dataset(path)
+    with open(path, "rb") as f:
+        header = read_header(f.read()[offset:], str(ds.file_meta.TransferSyntaxUID))
+    assert header.patient_name == str(ds.PatientName)
+    assert header.patient_id == str(ds.get("PatientID", ""))
+    assert header.study_uid == ds.StudyInstanceUID
+    assert header.study_description == str(ds.get("StudyDescription", "")).strip()
