@@ -6,7 +6,6 @@ they need from it and never open anything themselves.
 
 from __future__ import annotations
 
-from pacsd import log
 from pacsd.config import Settings
 from pacsd.index.db import open_index
 from pacsd.index.writer import IndexWriter
@@ -14,13 +13,25 @@ from pacsd.ingest import Ingest
 from pacsd.storage import Storage
 
 
+def prepare(settings: Settings) -> int:
+    """Once per start, before anything serves: create the layout, clear the
+    temporaries a crash left, create or upgrade the index. Returns how many
+    stale temporaries were removed."""
+    storage = Storage(settings.server.data_dir)
+    storage.make_layout()
+    stale = storage.clear_temporaries()
+    open_index(storage.root / "index.sqlite").close()
+    return stale
+
+
 class Archive:
+    """What one serving process holds. :func:`prepare` must have run: a
+    worker must not clear temporaries another worker is writing."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.storage = Storage(settings.server.data_dir)
-        stale = self.storage.prepare()
-        if stale:
-            log.get().info("stale_temporaries_removed", count=stale)
+        self.storage.make_layout()
         self.db = open_index(self.storage.root / "index.sqlite")
         self.writer = IndexWriter(self.db)
         self.ingest = Ingest(self.storage, self.writer)

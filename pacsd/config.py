@@ -6,6 +6,7 @@ the key, so ``pacsd`` can print a single line and exit with status 2.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,11 @@ from typing import Any
 
 DEFAULT_AE_TITLE = "PACSD"
 DEFAULT_PORT = 11112
+
+
+def default_workers() -> int:
+    """One serving process per core, up to 4."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class ConfigError(Exception):
@@ -40,6 +46,8 @@ class ServerSettings:
     network_timeout: float = 60.0
     # When not empty, only these calling AE titles may associate.
     allowed_calling_aes: tuple[str, ...] = ()
+    # Processes serving the port (SO_REUSEPORT); 1 = a single process.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,9 @@ def _server(source: str, table: dict[str, Any], base: Path) -> ServerSettings:
     timeout = r.get("network_timeout", float, 60.0)
     if timeout <= 0:
         raise ConfigError(f"{r.where('network_timeout')}: must be positive")
+    workers = r.get("workers", int, default_workers())
+    if not 1 <= workers <= 64:
+        raise ConfigError(f"{r.where('workers')}: must be between 1 and 64")
     allowed = r.get("allowed_calling_aes", list, [])
     for n, title in enumerate(allowed):
         if not isinstance(title, str):
@@ -115,7 +126,8 @@ def _server(source: str, table: dict[str, Any], base: Path) -> ServerSettings:
     # whatever directory the server is started from.
     if not data_dir.is_absolute():
         data_dir = (base / data_dir).resolve()
-    return ServerSettings(ae_title, host, port, data_dir, max_assoc, timeout, tuple(title.strip() for title in allowed))
+    allowed_aes = tuple(title.strip() for title in allowed)
+    return ServerSettings(ae_title, host, port, data_dir, max_assoc, timeout, allowed_aes, workers)
 
 
 def _remotes(source: str, table: dict[str, Any]) -> dict[str, Remote]:
@@ -156,7 +168,7 @@ def load(path: Path | None) -> Settings:
     directory, as the README promises.
     """
     if path is None:
-        return Settings(server=ServerSettings(data_dir=Path.cwd() / "var"))
+        return Settings(server=ServerSettings(data_dir=Path.cwd() / "var", workers=default_workers()))
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

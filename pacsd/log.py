@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -24,6 +27,7 @@ def configure(level: str = "info") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            _add_pid,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             renderer,
@@ -42,6 +46,12 @@ def configure(level: str = "info") -> None:
 class _ToStructlog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         get(record.name).log(record.levelno, record.getMessage(), logger=record.name)
+
+
+def _add_pid(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # Several worker processes share one stderr; association ids are per process.
+    event["pid"] = os.getpid()
+    return event
 
 
 def get(name: str = "pacsd") -> structlog.typing.FilteringBoundLogger:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -17,11 +18,13 @@ from pydicom.uid import (
 from pynetdicom import AE, AllStoragePresentationContexts, _config
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsd import log
-from pacsd.archive import Archive
+from pacsd.archive import Archive, prepare
 from pacsd.config import Settings
 from pacsd.dimse import EventHandler, association, echo, find, get, move, qr, store
+from pacsd.workers import supervise
 
 QR_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
 
@@ -68,8 +71,48 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
-def serve(settings: Settings) -> None:
-    """Run the server until SIGINT/SIGTERM."""
+class _ReusePortServer(ThreadedAssociationServer):
+    """An association server whose socket shares its port with the other
+    worker processes (SO_REUSEPORT: the kernel spreads connections)."""
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def listen(ae: AE, settings: Settings, handlers: list[EventHandler], shared: bool) -> ThreadedAssociationServer:
+    """Bind and serve in a background thread; *shared* for worker processes."""
+    address = (settings.server.host, settings.server.port)
+    try:
+        server = ae.make_server(
+            address, evt_handlers=handlers, server_class=_ReusePortServer if shared else ThreadedAssociationServer
+        )
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}") from None
+    server.contexts = _ReadOnlyContexts(server.contexts)
+    threading.Thread(target=server.serve_forever, name="acceptor", daemon=True).start()
+    return server
+
+
+def check_port_free(settings: Settings) -> None:
+    """Fail like a plain bind would if anything holds the port, before the
+    workers bind it with SO_REUSEPORT (which another pacsd could share)."""
+    probe = socket.socket()
+    # Like pynetdicom's own bind: connections in TIME_WAIT do not count.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((settings.server.host, settings.server.port))
+    except OSError as exc:
+        raise ListenError(
+            f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc}"
+        ) from None
+    finally:
+        probe.close()
+
+
+def run_worker(settings: Settings, shared: bool) -> None:
+    """One serving process: its own AE, index writer and connections."""
     logger = log.get()
     archive = Archive(settings)
     archive.start()
@@ -82,28 +125,41 @@ def serve(settings: Settings) -> None:
         *move.handlers(archive.storage, settings.remotes),
         *get.handlers(archive.storage),
     ]
-    address = (settings.server.host, settings.server.port)
     try:
-        server = ae.start_server(address, block=False, evt_handlers=handlers)
-    except OSError as exc:
+        server = listen(ae, settings, handlers, shared)
+    except ListenError:
         archive.close()
-        raise ListenError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}") from None
-    if server is not None:
-        server.contexts = _ReadOnlyContexts(server.contexts)
+        raise
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    logger.info("worker_started")
+    stop.wait()
+    server.shutdown()
+    archive.close()
+    logger.info("worker_stopped")
+
+
+def serve(settings: Settings) -> None:
+    """Run the server until SIGINT/SIGTERM: prepare the archive once, then
+    serve from `workers` processes sharing the port."""
+    logger = log.get()
+    stale = prepare(settings)
+    if stale:
+        logger.info("stale_temporaries_removed", count=stale)
+    workers = settings.server.workers
     logger.info(
         "server_started",
         ae_title=settings.server.ae_title,
-        host=address[0],
-        port=address[1],
+        host=settings.server.host,
+        port=settings.server.port,
         data_dir=str(settings.server.data_dir),
         config=settings.source,
+        workers=workers,
     )
-    stop.wait()
-    logger.info("server_stopping")
-    if server is not None:
-        server.shutdown()
-    archive.close()
+    if workers == 1:
+        run_worker(settings, shared=False)
+    else:
+        check_port_free(settings)
+        supervise(workers, lambda: run_worker(settings, shared=True))
     logger.info("server_stopped")

@@ -34,13 +34,15 @@ class Storage:
         self.files = data_dir / "files"
         self.tmp = data_dir / "tmp"
 
-    def prepare(self) -> int:
-        """Create the layout and clear temporaries left by a crash.
+    def make_layout(self) -> None:
+        for path in (self.root, self.files, self.tmp):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def clear_temporaries(self) -> int:
+        """Remove temporaries left by a crash; only before anything serves.
 
         Returns how many stale temporary files were removed.
         """
-        for path in (self.root, self.files, self.tmp):
-            path.mkdir(parents=True, exist_ok=True)
         stale = 0
         for entry in self.tmp.iterdir():
             entry.unlink()
