@@ -33,7 +33,9 @@ def configure(level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per event: worker processes share stderr, and print() may
+        # split a line from its newline between two writes.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     # pynetdicom and pydicom log through stdlib logging; send their warnings

@@ -14,7 +14,8 @@ def echo(server: Server, calling_ae: str) -> int:
 
 
 def test_only_allowed_calling_aes_associate(tmp_path: Path) -> None:
-    server = Server(tmp_path, extra_toml='allowed_calling_aes = ["GOODSCU", "WS1"]\n').start()
+    # One worker: this test also covers the single-process server.
+    server = Server(tmp_path, extra_toml='allowed_calling_aes = ["GOODSCU", "WS1"]\nworkers = 1\n').start()
     try:
         assert echo(server, "GOODSCU") == 0
         assert echo(server, "WS1") == 0

@@ -26,6 +26,7 @@ def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
         ('[remotes.WS1]\nhost = "127.0.0.1"\n', ["[remotes.WS1] port", "missing"]),
         ('[remotes.WS1]\nhost = "h"\nport = 1\ncolour = 1\n', ["[remotes.WS1] colour", "unknown key"]),
         ("[bogus]\n", ["bogus", "unknown key"]),
+        ("[server]\nworkers = 0\n", ["[server] workers", "between 1 and 64"]),
         ("[server\n", ["not valid TOML"]),
     ],
 )
