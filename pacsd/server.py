@@ -23,7 +23,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from pacsd import log
 from pacsd.archive import Archive, prepare
 from pacsd.config import Settings
-from pacsd.dimse import EventHandler, association, echo, find, get, move, qr, store
+from pacsd.dimse import EventHandler, association, commandset, echo, find, get, move, qr, store
 from pacsd.workers import supervise
 
 QR_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
@@ -51,6 +51,7 @@ def build_ae(settings: Settings) -> AE:
     # Retrieves hand pynetdicom the paths of stored files; send them byte for
     # byte rather than decoding and re-encoding (only path arguments change).
     _config.STORE_SEND_CHUNKED_DATASET = True
+    commandset.install()
     ae = AE(ae_title=settings.server.ae_title)
     ae.maximum_associations = settings.server.max_associations
     ae.network_timeout = settings.server.network_timeout
