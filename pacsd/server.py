@@ -52,6 +52,9 @@ def build_ae(settings: Settings) -> AE:
     # byte rather than decoding and re-encoding (only path arguments change).
     _config.STORE_SEND_CHUNKED_DATASET = True
     commandset.install()
+    # pynetdicom's own per-message debug handlers format every PDU and DIMSE
+    # message even when the log level drops them; our handlers log instead.
+    _config.LOG_HANDLER_LEVEL = "none"
     ae = AE(ae_title=settings.server.ae_title)
     ae.maximum_associations = settings.server.max_associations
     ae.network_timeout = settings.server.network_timeout
