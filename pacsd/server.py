@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import signal
 import socket
+import socketserver
 import threading
 from typing import Any
 
@@ -75,9 +76,20 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
-class _ReusePortServer(ThreadedAssociationServer):
-    """An association server whose socket shares its port with the other
-    worker processes (SO_REUSEPORT: the kernel spreads connections)."""
+class _Server(ThreadedAssociationServer):
+    """pynetdicom's threaded server, started by us rather than by
+    ``AE.start_server`` (which cannot share a port)."""
+
+    def shutdown(self) -> None:
+        # pynetdicom's shutdown also unregisters from the AE's list of the
+        # servers *it* started; this one is not on it.
+        socketserver.BaseServer.shutdown(self)
+        self.server_close()
+
+
+class _ReusePortServer(_Server):
+    """A server whose socket shares its port with the other worker
+    processes (SO_REUSEPORT: the kernel spreads connections)."""
 
     def server_bind(self) -> None:
         assert self.socket is not None
@@ -89,9 +101,7 @@ def listen(ae: AE, settings: Settings, handlers: list[EventHandler], shared: boo
     """Bind and serve in a background thread; *shared* for worker processes."""
     address = (settings.server.host, settings.server.port)
     try:
-        server = ae.make_server(
-            address, evt_handlers=handlers, server_class=_ReusePortServer if shared else ThreadedAssociationServer
-        )
+        server = ae.make_server(address, evt_handlers=handlers, server_class=_ReusePortServer if shared else _Server)
     except OSError as exc:
         raise ListenError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}") from None
     server.contexts = _ReadOnlyContexts(server.contexts)

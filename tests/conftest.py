@@ -76,6 +76,7 @@ class Server:
         raise RuntimeError(f"pacsd did not listen on {self.port}:\n{self.log()}")
 
     def stop(self) -> None:
+        """SIGTERM, and check the server (every worker) shut down cleanly."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -83,6 +84,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                raise AssertionError(f"pacsd did not stop on SIGTERM:\n{self.log()[-3000:]}") from None
+            assert self.proc.returncode == 0, f"pacsd exited with {self.proc.returncode}:\n{self.log()[-3000:]}"
+            assert not self.events("worker_failed"), self.log()[-3000:]
 
     def kill9(self) -> None:
         assert self.proc is not None
