@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import signal
 import socket
 import socketserver
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import IO, Any
 
 from pydicom.uid import (
     AllTransferSyntaxes,
@@ -44,8 +47,11 @@ class _ReadOnlyContexts(list[PresentationContext]):
         return [copy.copy(cx) for cx in self]
 
 
+STARTUP_GRACE = 3.0  # seconds to wait for a crashed server's port and lock
+
+
 class ListenError(Exception):
-    """The server socket could not be opened (port in use, bad address)."""
+    """The server cannot start: its port or its data dir is taken."""
 
 
 def build_ae(settings: Settings) -> AE:
@@ -110,13 +116,14 @@ def listen(ae: AE, settings: Settings, handlers: list[EventHandler], shared: boo
 
 
 def check_port_free(settings: Settings) -> None:
-    """Fail like a plain bind would if anything holds the port, before the
-    workers bind it with SO_REUSEPORT (which another pacsd could share)."""
+    """Fail like a plain bind would if anything holds the port, before
+    workers bind it with SO_REUSEPORT (which another pacsd could share),
+    and before anything in the data dir is touched."""
     probe = socket.socket()
     # Like pynetdicom's own bind: connections in TIME_WAIT do not count.
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        probe.bind((settings.server.host, settings.server.port))
+        _retry(lambda: probe.bind((settings.server.host, settings.server.port)))
     except OSError as exc:
         raise ListenError(
             f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc}"
@@ -154,10 +161,40 @@ def run_worker(settings: Settings, shared: bool) -> None:
     logger.info("worker_stopped")
 
 
+def lock_data_dir(settings: Settings) -> IO[bytes]:
+    """Hold an exclusive lock on the data dir for the server's lifetime: a
+    second server would clear the first one's temporaries at start-up."""
+    data_dir = settings.server.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "serve.lock").open("wb")
+    try:
+        _retry(lambda: fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB))
+    except OSError:
+        handle.close()
+        raise ListenError(f"another pacsd is serving {data_dir}") from None
+    return handle  # closed (and unlocked) when the process ends
+
+
+def _retry(attempt: Callable[[], None], seconds: float = STARTUP_GRACE) -> None:
+    """Run *attempt* until it stops raising OSError or *seconds* pass: after
+    a crash, the killed workers may hold the port and lock a moment longer."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            attempt()
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
 def serve(settings: Settings) -> None:
     """Run the server until SIGINT/SIGTERM: prepare the archive once, then
     serve from `workers` processes sharing the port."""
     logger = log.get()
+    lock = lock_data_dir(settings)
+    check_port_free(settings)
     stale = prepare(settings)
     if stale:
         logger.info("stale_temporaries_removed", count=stale)
@@ -174,6 +211,11 @@ def serve(settings: Settings) -> None:
     if workers == 1:
         run_worker(settings, shared=False)
     else:
-        check_port_free(settings)
-        supervise(workers, lambda: run_worker(settings, shared=True))
+
+        def worker() -> None:
+            lock.close()  # the supervisor holds it; a dying worker must not
+            run_worker(settings, shared=True)
+
+        supervise(workers, worker)
     logger.info("server_stopped")
+    lock.close()

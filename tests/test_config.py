@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pacsd.config import ConfigError, load, parse
-from tests.conftest import REPO, Server, pacsd_cmd
+from tests.conftest import REPO, Server, free_port, pacsd_cmd
 
 
 def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
@@ -79,6 +79,19 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
         assert result.returncode == 1
         last = result.stderr.strip().splitlines()[-1]
         assert last == f"pacsd: cannot listen on 127.0.0.1:{first.port}: Address already in use"
+        first.echoscu()
+    finally:
+        first.stop()
+
+
+def test_second_server_on_one_data_dir_is_refused(tmp_path: Path) -> None:
+    first = Server(tmp_path).start()
+    try:
+        other = tmp_path / "other.toml"
+        other.write_text(f'[server]\nport = {free_port()}\ndata_dir = "{first.data_dir}"\n')
+        result = run_serve(other)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines()[-1] == f"pacsd: another pacsd is serving {first.data_dir}"
         first.echoscu()
     finally:
         first.stop()
