@@ -73,6 +73,8 @@ class Server:
                 return self
             except OSError:
                 time.sleep(0.05)
+        self.proc.kill()  # never leave a process behind
+        self.proc.wait()
         raise RuntimeError(f"pacsd did not listen on {self.port}:\n{self.log()}")
 
     def stop(self) -> None:
@@ -265,6 +267,7 @@ class StoreSCP:
                 return
             except OSError:
                 time.sleep(0.05)
+        self.stop()
         raise RuntimeError("storescp did not start")
 
     def toml(self, name: str | None = None) -> str:

@@ -54,22 +54,26 @@ def _series(n: int, **kwargs: object) -> list[Dataset]:
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
     server = Server(tmp_path_factory.mktemp("find")).start()
-    doe = {"patient_id": "PA", "patient_name": "Doe^John", "PatientBirthDate": "19700101", "PatientSex": "M"}
-    a1 = _series(3, **doe, StudyDate="20200115", StudyTime="101500", AccessionNumber="ACC-A1")
-    a1_mr = _series(2, **doe, study_uid=a1[0].StudyInstanceUID, StudyDate="20200115", Modality="MR", SeriesNumber=2)
-    request = Dataset()
-    request.RequestedProcedureID, request.ScheduledProcedureStepID = "RP-77", "SPS-9"
-    a2 = _series(2, **doe, StudyDate="20210301", StudyTime="170000", Modality="MR", RequestAttributesSequence=[request])
-    b1 = _series(1, patient_id="PB", issuer="HOSP", patient_name="Smith^Jane", StudyDate="20220610", Modality="US")
-    # Enough images that a C-CANCEL lands while responses are still pending.
-    bulk = _series(BULK, patient_id="BULK", patient_name="Bulk^Images", pixel_bytes=16, StudyDate="19990101")
-    scu = SCU(server)
-    statuses = scu.store(*a1, *a1_mr, *a2, *b1, *bulk)
-    charsets = {name: pydicom.dcmread(get_charset_files(name)[0]) for name in CHARSET_FILES}
-    statuses += scu.store(*(Path(get_charset_files(name)[0]) for name in CHARSET_FILES))
-    assert all(s.Status == 0 for s in statuses)
-    yield Archive(server, a1[0], a1_mr[0], a2[0], b1[0], bulk[0], charsets, len(statuses))
-    server.stop()
+    try:
+        doe = {"patient_id": "PA", "patient_name": "Doe^John", "PatientBirthDate": "19700101", "PatientSex": "M"}
+        a1 = _series(3, **doe, StudyDate="20200115", StudyTime="101500", AccessionNumber="ACC-A1")
+        a1_mr = _series(2, **doe, study_uid=a1[0].StudyInstanceUID, StudyDate="20200115", Modality="MR", SeriesNumber=2)
+        request = Dataset()
+        request.RequestedProcedureID, request.ScheduledProcedureStepID = "RP-77", "SPS-9"
+        a2 = _series(
+            2, **doe, StudyDate="20210301", StudyTime="170000", Modality="MR", RequestAttributesSequence=[request]
+        )
+        b1 = _series(1, patient_id="PB", issuer="HOSP", patient_name="Smith^Jane", StudyDate="20220610", Modality="US")
+        # Enough images that a C-CANCEL lands while responses are still pending.
+        bulk = _series(BULK, patient_id="BULK", patient_name="Bulk^Images", pixel_bytes=16, StudyDate="19990101")
+        scu = SCU(server)
+        statuses = scu.store(*a1, *a1_mr, *a2, *b1, *bulk)
+        charsets = {name: pydicom.dcmread(get_charset_files(name)[0]) for name in CHARSET_FILES}
+        statuses += scu.store(*(Path(get_charset_files(name)[0]) for name in CHARSET_FILES))
+        assert all(s.Status == 0 for s in statuses)
+        yield Archive(server, a1[0], a1_mr[0], a2[0], b1[0], bulk[0], charsets, len(statuses))
+    finally:  # also when setting up failed
+        server.stop()
 
 
 def values(responses: list[Dataset], keyword: str) -> list[str]:

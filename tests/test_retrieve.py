@@ -42,18 +42,21 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     work = tmp_path_factory.mktemp("retrieve")
     dest = StoreSCP(work)
     gone = f'[remotes.GONE]\nhost = "127.0.0.1"\nport = {free_port()}\n'
-    server = Server(work, extra_toml=dest.toml() + gone).start()
-    s1 = _study(3, patient_id="MOVE1", patient_name="Move^One")
-    s2 = _study(2, patient_id="MOVE2", patient_name="Move^Two")
-    j2k = pydicom.dcmread(shipped("JPEG2000.dcm"))
-    j2k.PatientID, j2k.PatientName = "MOVE2", "Move^Two"
-    j2k.StudyInstanceUID, j2k.SeriesInstanceUID = s2[0].StudyInstanceUID, synth.new_uid()
-    big = _study(BIG, patient_id="MOVE3", pixel_bytes=64)
-    statuses = SCU(server).store(*s1, *s2, j2k, *big)
-    assert all(s.Status == 0 for s in statuses)
-    yield Setup(server, dest, s1, [*s2, j2k], big)
-    server.stop()
-    dest.stop()
+    server = Server(work, extra_toml=dest.toml() + gone)
+    try:
+        server.start()
+        s1 = _study(3, patient_id="MOVE1", patient_name="Move^One")
+        s2 = _study(2, patient_id="MOVE2", patient_name="Move^Two")
+        j2k = pydicom.dcmread(shipped("JPEG2000.dcm"))
+        j2k.PatientID, j2k.PatientName = "MOVE2", "Move^Two"
+        j2k.StudyInstanceUID, j2k.SeriesInstanceUID = s2[0].StudyInstanceUID, synth.new_uid()
+        big = _study(BIG, patient_id="MOVE3", pixel_bytes=64)
+        statuses = SCU(server).store(*s1, *s2, j2k, *big)
+        assert all(s.Status == 0 for s in statuses)
+        yield Setup(server, dest, s1, [*s2, j2k], big)
+    finally:  # also when setting up failed
+        server.stop()
+        dest.stop()
 
 
 @pytest.fixture
