@@ -37,6 +37,18 @@ def no_delay(event: evt.Event) -> None:
         sock.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+# pynetdicom's DUL thread sleeps this long between polls when it has nothing
+# to do (default 1 ms). A C-MOVE sub-association is a strict request/reply
+# loop that spends its life waiting, so it polls ten times as often: 100
+# sub-operations to storescp took 0.55 s with the default, 0.48 s with this.
+SUB_ASSOCIATION_POLL = 0.0001
+
+
+def sub_association_opened(event: evt.Event) -> None:
+    no_delay(event)
+    event.assoc.dul._run_loop_delay = SUB_ASSOCIATION_POLL
+
+
 def _accepted(event: evt.Event) -> None:
     _log.info("association_opened", called_ae=event.assoc.acceptor.ae_title, **fields(event.assoc))
 

@@ -40,7 +40,10 @@ def handle_move(event: evt.Event, storage: Storage, remotes: dict[str, Remote]) 
         return
     fields = {"destination": destination, **where}
     sender = Sender(storage, stored, event.assoc.requestor.ae_title, fields)
-    handlers = [(evt.EVT_CONN_OPEN, association.no_delay), (evt.EVT_ACCEPTED, lambda e: sender.install(e.assoc))]
+    handlers = [
+        (evt.EVT_CONN_OPEN, association.sub_association_opened),
+        (evt.EVT_ACCEPTED, lambda e: sender.install(e.assoc)),
+    ]
     yield remote.host, remote.port, {"contexts": retrieve.contexts(stored), "evt_handlers": handlers}
     yield len(stored)
     _log.info("move_started", model=model.value, instances=len(stored), **fields)
