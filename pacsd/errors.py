@@ -37,7 +37,3 @@ class StorageFailure(Refusal):
 
 class InvalidQuery(Refusal):
     """A C-FIND/C-MOVE/C-GET identifier pacsd cannot answer as asked."""
-
-
-class UnknownDestination(Refusal):
-    """A C-MOVE destination that is not in [remotes]."""
