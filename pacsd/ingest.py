@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from pydicom.filereader import read_file_meta_info
+
 from pacsd import uid
 from pacsd.errors import Refusal, RequestMismatch, SOPClassMismatch, StorageFailure
 from pacsd.header import Header, read_header
@@ -162,6 +164,20 @@ class Ingest:
             return stored_dataset(self.storage.absolute(relative)) == dataset
         except (OSError, ValueError):
             return False
+
+
+def received_from_file(path: Path) -> Received:
+    """A Part 10 file on disk as if it had arrived: its dataset bytes after
+    the file meta, with the UIDs and syntax its file meta names."""
+    meta = read_file_meta_info(path)
+    offset = 132 + 12 + int(meta.FileMetaInformationGroupLength)  # 'DICM', then (0002,0000) UL
+    return Received(
+        dataset=path.read_bytes()[offset:],
+        transfer_syntax=str(meta.TransferSyntaxUID),
+        sop_class_uid=str(meta.MediaStorageSOPClassUID),
+        sop_instance_uid=str(meta.MediaStorageSOPInstanceUID),
+        source_ae=str(meta.get("SourceApplicationEntityTitle", "")),
+    )
 
 
 def stored_dataset(path: Path) -> bytes:

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import apsw
 import pydicom
 
 from pacsd import synth
@@ -66,3 +67,24 @@ def test_kill_9_during_store_keeps_every_acknowledged_object(tmp_path: Path) -> 
         server.storescu(files[-1])
     finally:
         server.stop()
+
+
+def test_fsck_reports_and_reindexes_a_file_without_row(tmp_path: Path) -> None:
+    # The state a crash between rename and commit leaves: a file, no row.
+    config = tmp_path / "pacsd.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path / "data"}"\n')
+    files = [synth.write(synth.ct(patient_id="FSCK"), tmp_path / f"{i}.dcm") for i in range(2)]
+    subprocess.run(pacsd_cmd("import", "--config", str(config), *map(str, files)), check=True, capture_output=True)
+    db = apsw.Connection(str(tmp_path / "data" / "index.sqlite"))
+    (path,) = db.execute("SELECT path FROM instance ORDER BY id LIMIT 1").fetchone()
+    db.execute("DELETE FROM instance WHERE path = ?", (path,))
+    db.close()
+
+    def fsck(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(pacsd_cmd("fsck", "--config", str(config), *extra), capture_output=True, text=True)
+
+    found = fsck()
+    assert found.returncode == 1 and f"unindexed file: {path}" in found.stdout
+    repaired = fsck("--reindex")
+    assert f"reindexed: {path}" in repaired.stdout
+    assert fsck().stdout.strip() == "clean"

@@ -8,13 +8,10 @@ with ``--reindex``, runs unindexed files through the normal ingest path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from pydicom.filereader import read_file_meta_info
 
 from pacsd.errors import Refusal
 from pacsd.index.models import Instance
-from pacsd.ingest import Ingest, Received, stored_dataset
+from pacsd.ingest import Ingest, received_from_file
 from pacsd.storage import Storage
 
 
@@ -48,20 +45,8 @@ def reindex(storage: Storage, ingest: Ingest, report: Report) -> None:
     for relative in report.unindexed_files:
         path = storage.absolute(relative)
         try:
-            received = _received(path)
-            ingest.store(received)
+            ingest.store(received_from_file(path))
         except (Refusal, OSError, ValueError) as exc:
             report.refused.append((relative, str(exc)))
         else:
             report.reindexed.append(relative)
-
-
-def _received(path: Path) -> Received:
-    meta = read_file_meta_info(path)
-    return Received(
-        dataset=stored_dataset(path),
-        transfer_syntax=str(meta.TransferSyntaxUID),
-        sop_class_uid=str(meta.MediaStorageSOPClassUID),
-        sop_instance_uid=str(meta.MediaStorageSOPInstanceUID),
-        source_ae=str(meta.get("SourceApplicationEntityTitle", "")),
-    )

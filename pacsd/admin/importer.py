@@ -12,10 +12,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pydicom.filereader import read_file_meta_info
-
 from pacsd.errors import Refusal
-from pacsd.ingest import Ingest, Received
+from pacsd.ingest import Ingest, received_from_file
 
 
 def files_under(paths: Iterable[Path]) -> Iterator[Path]:
@@ -26,18 +24,6 @@ def files_under(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def _received(path: Path) -> Received:
-    meta = read_file_meta_info(path)
-    offset = 132 + 12 + int(meta.FileMetaInformationGroupLength)
-    return Received(
-        dataset=path.read_bytes()[offset:],
-        transfer_syntax=str(meta.TransferSyntaxUID),
-        sop_class_uid=str(meta.MediaStorageSOPClassUID),
-        sop_instance_uid=str(meta.MediaStorageSOPInstanceUID),
-        source_ae=str(meta.get("SourceApplicationEntityTitle", "")),
-    )
-
-
 def import_files(ingest: Ingest, paths: Iterable[Path], workers: int) -> tuple[Counter[str], list[tuple[Path, str]]]:
     """Store every file under *paths*; returns result counts and problems."""
     counts: Counter[str] = Counter()
@@ -45,7 +31,7 @@ def import_files(ingest: Ingest, paths: Iterable[Path], workers: int) -> tuple[C
 
     def one(path: Path) -> None:
         try:
-            outcome = ingest.store(_received(path))
+            outcome = ingest.store(received_from_file(path))
         except Refusal as exc:
             counts["refused"] += 1
             problems.append((path, str(exc)))
