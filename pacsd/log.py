@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -54,6 +55,11 @@ def _add_pid(logger: Any, method: str, event: MutableMapping[str, Any]) -> Mutab
     # Several worker processes share one stderr; association ids are per process.
     event["pid"] = os.getpid()
     return event
+
+
+def ms_since(start: float) -> float:
+    """Milliseconds since *start* (a time.perf_counter() value), for log events."""
+    return round((time.perf_counter() - start) * 1000, 2)
 
 
 def get(name: str = "pacsd") -> structlog.typing.FilteringBoundLogger:

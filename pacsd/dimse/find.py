@@ -41,9 +41,13 @@ def handle_find(event: evt.Event, ae_title: str) -> Iterator[tuple[Any, Any]]:
         _log.exception("find_failed", **where)
         yield statuses.status(statuses.UNABLE_TO_PROCESS, f"internal error: {type(exc).__name__}"), None
         return
-    ms = round((time.perf_counter() - start) * 1000, 2)
     _log.info(
-        "find", model=model.value, qr_level=str(query.get("QueryRetrieveLevel", "")), matches=matches, ms=ms, **where
+        "find",
+        model=model.value,
+        qr_level=str(query.get("QueryRetrieveLevel", "")),
+        matches=matches,
+        ms=log.ms_since(start),
+        **where,
     )
     yield statuses.SUCCESS, None
 

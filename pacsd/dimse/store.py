@@ -37,7 +37,7 @@ def handle_store(event: evt.Event, ingest: Ingest) -> Dataset:
             sop_instance_uid=received.sop_instance_uid,
             status=f"0x{code:04X}",
             reason=str(refusal),
-            ms=_ms(start),
+            ms=log.ms_since(start),
             **where,
         )
         return statuses.status(code, str(refusal))
@@ -51,14 +51,10 @@ def handle_store(event: evt.Event, ingest: Ingest) -> Dataset:
         sop_instance_uid=received.sop_instance_uid,
         study_uid=outcome.header.study_uid,
         status=f"0x{code:04X}",
-        ms=_ms(start),
+        ms=log.ms_since(start),
         **where,
     )
     return statuses.status(code, outcome.comment)
-
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 2)
 
 
 def handlers(ingest: Ingest) -> list[EventHandler]:
