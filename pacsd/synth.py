@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -73,6 +74,14 @@ def ct(
         setattr(ds, keyword, value)
     set_meta(ds, ExplicitVRLittleEndian)
     return ds
+
+
+def series(count: int, **kwargs: Any) -> list[Dataset]:
+    """*count* images of one new series (instance numbers 1..count); the
+    keyword arguments are those of :func:`ct`, applied to every image."""
+    first = ct(instance_number=1, **kwargs)
+    same = {**kwargs, "study_uid": first.StudyInstanceUID, "series_uid": first.SeriesInstanceUID}
+    return [first, *(ct(instance_number=i, **same) for i in range(2, count + 1))]
 
 
 def set_meta(ds: Dataset, transfer_syntax: str) -> None:

@@ -45,27 +45,25 @@ class Archive:
     instances: int
 
 
-def _series(n: int, **kwargs: object) -> list[Dataset]:
-    first = synth.ct(instance_number=1, **kwargs)  # type: ignore[arg-type]
-    same = {**kwargs, "study_uid": first.StudyInstanceUID, "series_uid": first.SeriesInstanceUID}
-    return [first, *(synth.ct(instance_number=i + 2, **same) for i in range(n - 1))]  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
     server = Server(tmp_path_factory.mktemp("find")).start()
     try:
         doe = {"patient_id": "PA", "patient_name": "Doe^John", "PatientBirthDate": "19700101", "PatientSex": "M"}
-        a1 = _series(3, **doe, StudyDate="20200115", StudyTime="101500", AccessionNumber="ACC-A1")
-        a1_mr = _series(2, **doe, study_uid=a1[0].StudyInstanceUID, StudyDate="20200115", Modality="MR", SeriesNumber=2)
+        a1 = synth.series(3, **doe, StudyDate="20200115", StudyTime="101500", AccessionNumber="ACC-A1")
+        a1_mr = synth.series(
+            2, **doe, study_uid=a1[0].StudyInstanceUID, StudyDate="20200115", Modality="MR", SeriesNumber=2
+        )
         request = Dataset()
         request.RequestedProcedureID, request.ScheduledProcedureStepID = "RP-77", "SPS-9"
-        a2 = _series(
+        a2 = synth.series(
             2, **doe, StudyDate="20210301", StudyTime="170000", Modality="MR", RequestAttributesSequence=[request]
         )
-        b1 = _series(1, patient_id="PB", issuer="HOSP", patient_name="Smith^Jane", StudyDate="20220610", Modality="US")
+        b1 = synth.series(
+            1, patient_id="PB", issuer="HOSP", patient_name="Smith^Jane", StudyDate="20220610", Modality="US"
+        )
         # Enough images that a C-CANCEL lands while responses are still pending.
-        bulk = _series(BULK, patient_id="BULK", patient_name="Bulk^Images", pixel_bytes=16, StudyDate="19990101")
+        bulk = synth.series(BULK, patient_id="BULK", patient_name="Bulk^Images", pixel_bytes=16, StudyDate="19990101")
         scu = SCU(server)
         statuses = scu.store(*a1, *a1_mr, *a2, *b1, *bulk)
         charsets = {name: pydicom.dcmread(get_charset_files(name)[0]) for name in CHARSET_FILES}

@@ -31,12 +31,6 @@ class Setup:
     big: list[Dataset]
 
 
-def _study(n: int, **kwargs: object) -> list[Dataset]:
-    first = synth.ct(**kwargs)  # type: ignore[arg-type]
-    same = {**kwargs, "study_uid": first.StudyInstanceUID, "series_uid": first.SeriesInstanceUID}
-    return [first, *(synth.ct(**same) for _ in range(n - 1))]  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     work = tmp_path_factory.mktemp("retrieve")
@@ -45,12 +39,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     server = Server(work, extra_toml=dest.toml() + gone)
     try:
         server.start()
-        s1 = _study(3, patient_id="MOVE1", patient_name="Move^One")
-        s2 = _study(2, patient_id="MOVE2", patient_name="Move^Two")
+        s1 = synth.series(3, patient_id="MOVE1", patient_name="Move^One")
+        s2 = synth.series(2, patient_id="MOVE2", patient_name="Move^Two")
         j2k = pydicom.dcmread(shipped("JPEG2000.dcm"))
         j2k.PatientID, j2k.PatientName = "MOVE2", "Move^Two"
         j2k.StudyInstanceUID, j2k.SeriesInstanceUID = s2[0].StudyInstanceUID, synth.new_uid()
-        big = _study(BIG, patient_id="MOVE3", pixel_bytes=64)
+        big = synth.series(BIG, patient_id="MOVE3", pixel_bytes=64)
         statuses = SCU(server).store(*s1, *s2, j2k, *big)
         assert all(s.Status == 0 for s in statuses)
         yield Setup(server, dest, s1, [*s2, j2k], big)
