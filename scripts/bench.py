@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,26 +83,29 @@ class Peer:
     ae_title: str
     port: int
     proc: subprocess.Popen[bytes]
-    queries: bool  # answers C-FIND/C-MOVE
 
 
 @contextmanager
-def pacsd(work: Path, dest: tuple[str, int] | None) -> Iterator[Peer]:
+def _running(proc: subprocess.Popen[bytes], port: int, name: str, ae_title: str) -> Iterator[Peer]:
+    """The started *proc* as a peer once it listens; stopped on the way out."""
+    try:
+        wait_port(port, proc, name)
+        yield Peer(name, ae_title, port, proc)
+    finally:
+        stop(proc)
+
+
+def pacsd(work: Path, dest: tuple[str, int] | None) -> AbstractContextManager[Peer]:
     port = free_port()
     config = work / "pacsd.toml"
     remotes = f'[remotes.DEST]\nhost = "127.0.0.1"\nport = {dest[1]}\n' if dest else ""
     config.write_text(f'[server]\nport = {port}\ndata_dir = "{work / "data"}"\n{remotes}')
     with (work / "pacsd.log").open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "pacsd.cli", "serve", "--config", str(config)], stderr=log)
-    try:
-        wait_port(port, proc, "pacsd")
-        yield Peer("pacsd", "PACSD", port, proc, True)
-    finally:
-        stop(proc)
+    return _running(proc, port, "pacsd", "PACSD")
 
 
-@contextmanager
-def orthanc(work: Path, dest: tuple[str, int] | None) -> Iterator[Peer]:
+def orthanc(work: Path, dest: tuple[str, int] | None) -> AbstractContextManager[Peer]:
     port, http = free_port(), free_port()
     config = {
         "Name": "bench",
@@ -126,15 +129,13 @@ def orthanc(work: Path, dest: tuple[str, int] | None) -> Iterator[Peer]:
     path.write_text(json.dumps(config))
     with (work / "orthanc.log").open("wb") as log:
         proc = subprocess.Popen(["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_port(port, proc, "Orthanc")
-        yield Peer("orthanc", "ORTHANC", port, proc, True)
-    finally:
-        stop(proc)
+    return _running(proc, port, "orthanc", "ORTHANC")
 
 
-@contextmanager
-def storescp(work: Path, dest: tuple[str, int] | None = None, ae_title: str = "STORESCP") -> Iterator[Peer]:
+def storescp(
+    work: Path, dest: tuple[str, int] | None = None, ae_title: str = "STORESCP"
+) -> AbstractContextManager[Peer]:
+    """Files only, no index: the raw limit (*dest* is unused: it moves nothing)."""
     port = free_port()
     out = work / "received"
     out.mkdir(exist_ok=True)
@@ -142,19 +143,14 @@ def storescp(work: Path, dest: tuple[str, int] | None = None, ae_title: str = "S
         ["storescp", "-aet", ae_title, "-od", str(out), str(port)],
         env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    try:
-        wait_port(port, proc, "storescp")
-        yield Peer("storescp", ae_title, port, proc, False)
-    finally:
-        stop(proc)
+    return _running(proc, port, "storescp", ae_title)
 
 
-PEERS: dict[str, Callable[..., Iterator[Peer]]] = {"pacsd": pacsd, "orthanc": orthanc, "storescp": storescp}
-
-
-def storescu(peer: Peer, directory: Path) -> None:
-    cmd = ["storescu", "+sd", "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(directory)]
-    subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+PEERS: dict[str, Callable[..., AbstractContextManager[Peer]]] = {
+    "pacsd": pacsd,
+    "orthanc": orthanc,
+    "storescp": storescp,
+}
 
 
 def ingest(peer: Peer, parts: list[Path]) -> float:
