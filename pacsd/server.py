@@ -53,6 +53,11 @@ STARTUP_GRACE = 3.0  # seconds to wait for a crashed server's port and lock
 class ListenError(Exception):
     """The server cannot start: its port or its data dir is taken."""
 
+    @classmethod
+    def on(cls, settings: Settings, exc: OSError) -> ListenError:
+        server = settings.server
+        return cls(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}")
+
 
 def build_ae(settings: Settings) -> AE:
     # Retrieves hand pynetdicom the paths of stored files; send them byte for
@@ -109,7 +114,7 @@ def listen(ae: AE, settings: Settings, handlers: list[EventHandler], shared: boo
     try:
         server = ae.make_server(address, evt_handlers=handlers, server_class=_ReusePortServer if shared else _Server)
     except OSError as exc:
-        raise ListenError(f"cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}") from None
+        raise ListenError.on(settings, exc) from None
     server.contexts = _ReadOnlyContexts(server.contexts)
     threading.Thread(target=server.serve_forever, name="acceptor", daemon=True).start()
     return server
@@ -125,9 +130,7 @@ def check_port_free(settings: Settings) -> None:
     try:
         _retry(lambda: probe.bind((settings.server.host, settings.server.port)))
     except OSError as exc:
-        raise ListenError(
-            f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc}"
-        ) from None
+        raise ListenError.on(settings, exc) from None
     finally:
         probe.close()
 
