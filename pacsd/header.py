@@ -86,7 +86,6 @@ class Header:
     body_part: str
     instance_number: int | None
     requests: tuple[Request, ...]
-    charset: str
 
 
 class _Walker:
@@ -298,7 +297,6 @@ def read_header(encoded: bytes, transfer_syntax: str) -> Header:
             body_part=v.text("BodyPartExamined"),
             instance_number=v.integer("InstanceNumber"),
             requests=v.requests(implicit, little),
-            charset=v.charset,
         )
     except InvalidObject:
         raise
