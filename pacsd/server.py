@@ -214,11 +214,8 @@ def serve(settings: Settings) -> None:
     if workers == 1:
         run_worker(settings, shared=False)
     else:
-
-        def worker() -> None:
-            lock.close()  # the supervisor holds it; a dying worker must not
-            run_worker(settings, shared=True)
-
-        supervise(workers, worker)
+        # Workers inherit the lock: the data dir stays taken until the last
+        # process of this server is gone, even one still dying after a crash.
+        supervise(workers, lambda: run_worker(settings, shared=True))
     logger.info("server_stopped")
     lock.close()

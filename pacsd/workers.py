@@ -65,9 +65,10 @@ def supervise(count: int, target: Callable[[], None]) -> None:
             except ProcessLookupError:
                 pass
 
-    children = {_spawn(target) for _ in range(count)}
-    signal.signal(signal.SIGINT, stop)
+    children: set[int] = set()
+    signal.signal(signal.SIGINT, stop)  # before the first fork: no window
     signal.signal(signal.SIGTERM, stop)
+    children.update(_spawn(target) for _ in range(count))
     while children:
         try:
             pid, status = os.wait()

@@ -68,11 +68,16 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pacsd exited with {self.proc.returncode}:\n{self.log()}")
+            # Our process must have started (holding the data dir), not a
+            # dying predecessor still answering on the port.
+            started = any(e.get("pid") == self.proc.pid for e in self.events("server_started"))
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
+                if started:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                    return self
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.proc.kill()  # never leave a process behind
         self.proc.wait()
         raise RuntimeError(f"pacsd did not listen on {self.port}:\n{self.log()}")
