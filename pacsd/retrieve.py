@@ -2,7 +2,7 @@
 send each one in the transfer syntax it was stored in.
 
 Objects go out as they were stored. Only when the peer accepted nothing
-but another syntax for a SOP class does pynetdicom convert (explicit <->
+but another syntax for a SOP class are they converted (explicit <->
 implicit VR); :func:`syntax_note` says so, and the adapters log it.
 """
 
@@ -30,26 +30,12 @@ def select(identifier: Dataset, model: Model) -> list[StoredInstance]:
 
 
 def load(storage: Storage, instance: StoredInstance) -> Dataset:
-    """The stored object, ready for pynetdicom to send.
-
-    A file that cannot be read yields a stub naming only its SOP Instance
-    UID: the C-STORE of it fails and it lands in the Failed SOP Instance
-    UID List, instead of ending the whole retrieve.
-    """
+    """The stored object, decoded (to be re-encoded in another syntax);
+    ValueError if it cannot be read."""
     try:
         return dcmread(storage.absolute(instance.path))
-    except Exception:
-        stub = Dataset()
-        stub.SOPInstanceUID = instance.sop_uid
-        return stub
-
-
-def reference(instance: StoredInstance) -> Dataset:
-    """A dataset that only names *instance* (what the sender looks up)."""
-    ds = Dataset()
-    ds.SOPClassUID = instance.sop_class_uid
-    ds.SOPInstanceUID = instance.sop_uid
-    return ds
+    except Exception as exc:
+        raise ValueError(f"{instance.path}: {exc}") from None
 
 
 def contexts(stored: Iterable[StoredInstance]) -> list[PresentationContext]:

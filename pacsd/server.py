@@ -1,8 +1,7 @@
-"""Builds the pynetdicom AE, its presentation contexts and handlers."""
+"""The server: presentation contexts, DIMSE services, listening, worker processes."""
 
 from __future__ import annotations
 
-import copy
 import fcntl
 import signal
 import socket
@@ -13,39 +12,31 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from pydicom.uid import (
+    UID,
     AllTransferSyntaxes,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, _config
-from pynetdicom.presentation import PresentationContext
+from pynetdicom import AllStoragePresentationContexts
+from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsd import log
 from pacsd.archive import Archive, prepare
 from pacsd.config import Settings
-from pacsd.dimse import EventHandler, association, commandset, echo, find, get, move, qr, store
+from pacsd.dimse import echo, find, get, move, qr, store
+from pacsd.wire import command
+from pacsd.wire.acceptor import Acceptor, Service
 from pacsd.workers import supervise
 
-QR_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
-
-
-class _ReadOnlyContexts(list[PresentationContext]):
-    """The server's supported contexts, copied cheaply per association.
-
-    pynetdicom deep-copies them for every association it accepts; with
-    every storage class times every transfer syntax that took 100-250 ms
-    per association (measured with echoscu). Negotiation only reads them
-    (``negotiate_as_acceptor`` builds new result contexts), so a shallow
-    copy of each context is enough.
-    """
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
-        return [copy.copy(cx) for cx in self]
-
+QR_SYNTAXES: list[str | UID] = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+]
 
 STARTUP_GRACE = 3.0  # seconds to wait for a crashed server's port and lock
 
@@ -59,63 +50,68 @@ class ListenError(Exception):
         return cls(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}")
 
 
-def build_ae(settings: Settings) -> AE:
-    # Retrieves hand pynetdicom the paths of stored files; send them byte for
-    # byte rather than decoding and re-encoding (only path arguments change).
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    commandset.install()
-    # pynetdicom's own per-message debug handlers format every PDU and DIMSE
-    # message even when the log level drops them; our handlers log instead.
-    _config.LOG_HANDLER_LEVEL = "none"
-    ae = AE(ae_title=settings.server.ae_title)
-    ae.maximum_associations = settings.server.max_associations
-    ae.network_timeout = settings.server.network_timeout
-    ae.acse_timeout = 30
-    ae.dimse_timeout = settings.server.network_timeout
-    # Accept a PDU of any size the peer wants to send: fewer, larger PDUs.
-    ae.maximum_pdu_size = 0
-    if settings.server.allowed_calling_aes:
-        ae.require_calling_aet = list(settings.server.allowed_calling_aes)
-    ae.add_supported_context(Verification)
-    for sop_class in qr.SOP_CLASSES:
-        ae.add_supported_context(sop_class, QR_SYNTAXES)
-    # Objects are stored as received, so every transfer syntax is accepted.
-    # Both roles: a C-GET requestor takes the SCP role for storage.
-    for context in AllStoragePresentationContexts:
-        assert context.abstract_syntax is not None
-        ae.add_supported_context(context.abstract_syntax, AllTransferSyntaxes, scu_role=True, scp_role=True)
-    return ae
+def supported_contexts() -> list[PresentationContext]:
+    """What pacsd accepts: Verification, Query/Retrieve, and every storage
+    SOP class in every transfer syntax (objects are stored as received),
+    in both roles (a C-GET requester takes the SCP role for storage)."""
+    contexts = [build_context(Verification, QR_SYNTAXES)]
+    contexts += [build_context(sop_class, QR_SYNTAXES) for sop_class in qr.SOP_CLASSES]
+    for storage in AllStoragePresentationContexts:
+        assert storage.abstract_syntax is not None
+        context = build_context(storage.abstract_syntax, list(AllTransferSyntaxes))
+        context.scu_role = context.scp_role = True
+        contexts.append(context)
+    return contexts
 
 
-class _Server(ThreadedAssociationServer):
-    """pynetdicom's threaded server, started by us rather than by
-    ``AE.start_server`` (which cannot share a port)."""
+def build_acceptor(settings: Settings, archive: Archive) -> Acceptor:
+    """The DIMSE services of one serving process, bound to its archive."""
+    server = settings.server
+    services: dict[int, Service] = {
+        command.C_ECHO_RQ: echo.serve_echo,
+        command.C_STORE_RQ: lambda link, message, session: store.serve_store(link, message, session, archive.ingest),
+        command.C_FIND_RQ: lambda link, message, session: find.serve_find(link, message, session, server.ae_title),
+        command.C_MOVE_RQ: lambda link, message, session: move.serve_move(
+            link, message, session, archive.storage, settings.remotes, server.ae_title, server.network_timeout
+        ),
+        command.C_GET_RQ: lambda link, message, session: get.serve_get(link, message, session, archive.storage),
+    }
+    return Acceptor(
+        contexts=supported_contexts(),
+        services=services,
+        allowed_calling_aes=server.allowed_calling_aes,
+        max_associations=server.max_associations,
+        network_timeout=server.network_timeout,
+    )
 
-    def shutdown(self) -> None:
-        # pynetdicom's shutdown also unregisters from the AE's list of the
-        # servers *it* started; this one is not on it.
-        socketserver.BaseServer.shutdown(self)
-        self.server_close()
 
+class _Server(socketserver.ThreadingTCPServer):
+    """Accepts connections; each runs as one association in its own thread."""
 
-class _ReusePortServer(_Server):
-    """A server whose socket shares its port with the other worker
-    processes (SO_REUSEPORT: the kernel spreads connections)."""
+    daemon_threads = True
+    allow_reuse_address = True  # like any DICOM server: TIME_WAIT does not block a restart
+
+    def __init__(self, address: tuple[str, int], acceptor: Acceptor, shared: bool) -> None:
+        self.acceptor = acceptor
+        self.shared = shared
+        super().__init__(address, socketserver.BaseRequestHandler)
 
     def server_bind(self) -> None:
-        assert self.socket is not None
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if self.shared:
+            # Worker processes share the port; the kernel spreads connections.
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        self.acceptor.serve(request, client_address)
 
-def listen(ae: AE, settings: Settings, handlers: list[EventHandler], shared: bool) -> ThreadedAssociationServer:
+
+def listen(settings: Settings, acceptor: Acceptor, shared: bool) -> _Server:
     """Bind and serve in a background thread; *shared* for worker processes."""
-    address = (settings.server.host, settings.server.port)
     try:
-        server = ae.make_server(address, evt_handlers=handlers, server_class=_ReusePortServer if shared else _Server)
+        server = _Server((settings.server.host, settings.server.port), acceptor, shared)
     except OSError as exc:
         raise ListenError.on(settings, exc) from None
-    server.contexts = _ReadOnlyContexts(server.contexts)
     threading.Thread(target=server.serve_forever, name="acceptor", daemon=True).start()
     return server
 
@@ -140,17 +136,8 @@ def run_worker(settings: Settings, shared: bool) -> None:
     logger = log.get()
     archive = Archive(settings)
     archive.start()
-    ae = build_ae(settings)
-    handlers: list[EventHandler] = [
-        *association.HANDLERS,
-        *echo.HANDLERS,
-        *store.handlers(archive.ingest),
-        *find.handlers(settings.server.ae_title),
-        *move.handlers(archive.storage, settings.remotes),
-        *get.handlers(archive.storage),
-    ]
     try:
-        server = listen(ae, settings, handlers, shared)
+        server = listen(settings, build_acceptor(settings, archive), shared)
     except ListenError:
         archive.close()
         raise
@@ -160,6 +147,7 @@ def run_worker(settings: Settings, shared: bool) -> None:
     logger.info("worker_started")
     stop.wait()
     server.shutdown()
+    server.server_close()
     archive.close()
     logger.info("worker_stopped")
 

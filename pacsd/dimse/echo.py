@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pynetdicom import evt
-
-from pacsd.dimse import EventHandler
 from pacsd.dimse.statuses import SUCCESS
+from pacsd.wire import command
+from pacsd.wire.acceptor import Session
+from pacsd.wire.link import Link, Message
 
 
-def handle_echo(event: evt.Event) -> int:
-    return SUCCESS
-
-
-HANDLERS: list[EventHandler] = [(evt.EVT_C_ECHO, handle_echo)]
+def serve_echo(link: Link, message: Message, session: Session) -> None:
+    link.send(int(message.context.context_id or 0), command.response(message.command, command.C_ECHO_RSP, SUCCESS))

@@ -3,43 +3,47 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
-
-from pynetdicom import evt
 
 from pacsd import log
-from pacsd.dimse import EventHandler, association, qr, statuses
+from pacsd.dimse import qr, statuses
 from pacsd.errors import InvalidQuery
 from pacsd.index import search
 from pacsd.index.db import reading
+from pacsd.wire import command
+from pacsd.wire.acceptor import Session
+from pacsd.wire.link import LINK_ENDED, Link, Message
 
 _log = log.get("pacsd.find")
 
 
-def handle_find(event: evt.Event, ae_title: str) -> Iterator[tuple[Any, Any]]:
+def serve_find(link: Link, message: Message, session: Session, ae_title: str) -> None:
     start = time.perf_counter()
-    model = qr.FIND[event.request.AffectedSOPClassUID]
-    where = association.fields(event.assoc)
+    model = qr.model(message, qr.FIND)
+    where = session.fields()
     matches = 0
+
+    def answer(status: int, comment: str = "") -> None:
+        qr.respond(link, message, command.C_FIND_RSP, status, comment)
+
     try:
-        query = qr.identifier(event)
+        query = qr.identifier(message)
         with reading():
             for response in search.find(query, model, ae_title):
-                qr.drain(event.assoc)
-                if event.is_cancelled:
+                if qr.cancelled(link, message.command):
                     _log.info("find_cancelled", matches=matches, **where)
-                    yield statuses.CANCELLED, None
+                    answer(statuses.CANCELLED)
                     return
                 matches += 1
-                yield statuses.PENDING, response
+                qr.respond(link, message, command.C_FIND_RSP, statuses.PENDING, identifier=response)
     except InvalidQuery as exc:
         _log.warning("find_refused", reason=str(exc), model=model.value, **where)
-        yield statuses.status(statuses.IDENTIFIER_INVALID, str(exc)), None
+        answer(statuses.IDENTIFIER_INVALID, str(exc))
         return
+    except LINK_ENDED:
+        raise
     except Exception as exc:
         _log.exception("find_failed", **where)
-        yield statuses.status(statuses.UNABLE_TO_PROCESS, f"internal error: {type(exc).__name__}"), None
+        answer(statuses.UNABLE_TO_PROCESS, f"internal error: {type(exc).__name__}")
         return
     _log.info(
         "find",
@@ -49,8 +53,4 @@ def handle_find(event: evt.Event, ae_title: str) -> Iterator[tuple[Any, Any]]:
         ms=log.ms_since(start),
         **where,
     )
-    yield statuses.SUCCESS, None
-
-
-def handlers(ae_title: str) -> list[EventHandler]:
-    return [(evt.EVT_C_FIND, handle_find, [ae_title])]
+    answer(statuses.SUCCESS)

@@ -2,41 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-from pynetdicom import evt
-
 from pacsd import log, retrieve
-from pacsd.dimse import EventHandler, association, qr, statuses
-from pacsd.dimse.qr import Sender
+from pacsd.dimse import qr, statuses
+from pacsd.dimse.suboperations import SubOperations
 from pacsd.errors import InvalidQuery
 from pacsd.storage import Storage
+from pacsd.wire import command
+from pacsd.wire.acceptor import Session
+from pacsd.wire.link import Link, Message
 
 _log = log.get("pacsd.get")
 
 
-def handle_get(event: evt.Event, storage: Storage) -> Iterator[Any]:
-    model = qr.GET[event.request.AffectedSOPClassUID]
-    where = association.fields(event.assoc)
+def serve_get(link: Link, message: Message, session: Session, storage: Storage) -> None:
+    model = qr.model(message, qr.GET)
+    where = session.fields()
     try:
-        stored = retrieve.select(qr.identifier(event), model)
+        stored = retrieve.select(qr.identifier(message), model)
     except InvalidQuery as exc:
         _log.warning("get_refused", reason=str(exc), **where)
-        yield 1
-        yield statuses.status(statuses.IDENTIFIER_INVALID, str(exc)), None
+        qr.respond(link, message, command.C_GET_RSP, statuses.IDENTIFIER_INVALID, str(exc))
         return
-    yield len(stored)
     _log.info("get_started", model=model.value, instances=len(stored), **where)
-    # The C-STOREs go back over the requesting association, on the storage
-    # contexts where the peer took the SCP role.
-    sender = Sender(storage, stored, None, where)
-    uninstall = sender.install(event.assoc)
-    try:
-        yield from sender.sub_operations(event, stored)
-    finally:
-        uninstall()
-
-
-def handlers(storage: Storage) -> list[EventHandler]:
-    return [(evt.EVT_C_GET, handle_get, [storage])]
+    # The C-STOREs go back over this association, on the storage contexts
+    # where the peer took the SCP role.
+    usable = {
+        (str(cx.abstract_syntax), str(cx.transfer_syntax[0])): context_id
+        for context_id, cx in link.contexts.items()
+        if cx.as_scu
+    }
+    suboperations = SubOperations(link, message, command.C_GET_RSP, storage, link, usable, None, where)
+    tally = suboperations.run(stored)
+    _log.info(
+        "get_done",
+        completed=tally.completed,
+        failed=tally.failed,
+        warning=tally.warning,
+        remaining=tally.remaining,
+        **where,
+    )
+    suboperations.finish(tally)

@@ -33,13 +33,13 @@ STORE_RESULTS: dict[Result, int] = {
 }
 
 
-# Query/Retrieve (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4). pynetdicom itself
-# answers 0xA801 (move destination unknown) and 0xB000 (sub-operations
-# failed) from what the handlers yield.
+# Query/Retrieve (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).
 PENDING = 0xFF00
 CANCELLED = 0xFE00
 IDENTIFIER_INVALID = 0xA900  # Identifier does not match SOP Class
 UNABLE_TO_PROCESS = 0xC000
+MOVE_DESTINATION_UNKNOWN = 0xA801  # also: destination unreachable or refusing
+SUBOPERATIONS_FAILED = 0xB000  # warning: complete, one or more failures or warnings
 
 
 def store_refusal_code(refusal: errors.Refusal) -> int:

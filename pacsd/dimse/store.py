@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import cast
-
-from pydicom.dataset import Dataset
-from pynetdicom import evt
-from pynetdicom.dimse_primitives import C_STORE
+from typing import Any
 
 from pacsd import log
-from pacsd.dimse import EventHandler, association, statuses
+from pacsd.dimse import statuses
 from pacsd.errors import Refusal
 from pacsd.ingest import Ingest, Received
+from pacsd.wire import command
+from pacsd.wire.acceptor import Session
+from pacsd.wire.link import Link, Message
 
 _log = log.get("pacsd.store")
 
 
-def handle_store(event: evt.Event, ingest: Ingest) -> Dataset:
+def store(ingest: Ingest, received: Received, where: dict[str, Any]) -> tuple[int, str]:
+    """Ingest *received*; the (status, error comment) to answer with."""
     start = time.perf_counter()
-    request = cast(C_STORE, event.request)
-    received = Received(
-        dataset=event.encoded_dataset(include_meta=False),
-        transfer_syntax=str(event.context.transfer_syntax),
-        sop_class_uid=str(request.AffectedSOPClassUID or ""),
-        sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
-        source_ae=event.assoc.requestor.ae_title,
-    )
-    where = association.fields(event.assoc)
     try:
         outcome = ingest.store(received)
     except Refusal as refusal:
@@ -40,10 +31,10 @@ def handle_store(event: evt.Event, ingest: Ingest) -> Dataset:
             ms=log.ms_since(start),
             **where,
         )
-        return statuses.status(code, str(refusal))
+        return code, str(refusal)
     except Exception as exc:  # a bug: answer, log, keep serving
         _log.exception("store_failed", sop_instance_uid=received.sop_instance_uid, **where)
-        return statuses.status(statuses.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}")
+        return statuses.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
     code = statuses.STORE_RESULTS[outcome.result]
     _log.info(
         "stored",
@@ -54,8 +45,17 @@ def handle_store(event: evt.Event, ingest: Ingest) -> Dataset:
         ms=log.ms_since(start),
         **where,
     )
-    return statuses.status(code, outcome.comment)
+    return code, outcome.comment
 
 
-def handlers(ingest: Ingest) -> list[EventHandler]:
-    return [(evt.EVT_C_STORE, handle_store, [ingest])]
+def serve_store(link: Link, message: Message, session: Session, ingest: Ingest) -> None:
+    request = message.command
+    received = Received(
+        dataset=message.dataset or b"",
+        transfer_syntax=str(message.context.transfer_syntax[0]),
+        sop_class_uid=request.text(command.AFFECTED_SOP_CLASS),
+        sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE),
+        source_ae=session.calling_ae,
+    )
+    code, comment = store(ingest, received, session.fields())
+    link.send(int(message.context.context_id or 0), command.response(request, command.C_STORE_RSP, code, comment))

@@ -1,0 +1,148 @@
+"""Retrieve sub-operations: C-STORE each selected instance, count, report.
+
+Shared by C-MOVE (the C-STOREs go over an association we open to the
+destination) and C-GET (they go back over the requester's association).
+Each instance goes out as the bytes of its file whenever the peer accepted
+the syntax it is stored in; only otherwise is it decoded and re-encoded
+(explicit <-> implicit VR), and that is logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from pacsd import log, retrieve
+from pacsd.dimse import qr, statuses
+from pacsd.index.search import StoredInstance
+from pacsd.ingest import stored_dataset
+from pacsd.storage import Storage
+from pacsd.wire import command, requestor
+from pacsd.wire.link import Link, Message
+
+_log = log.get("pacsd.retrieve")
+
+# C-STORE statuses that count as warnings (PS3.4 B.2.3); other non-zero ones fail.
+_STORE_WARNINGS = {0xB000, 0xB006, 0xB007, 0x0107, 0x0116}
+
+
+@dataclass
+class Tally:
+    total: int
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.completed - self.failed - self.warning
+
+    def counts(self, with_remaining: bool) -> list[tuple[int, str, int]]:
+        elements = [
+            (command.COMPLETED, "US", self.completed),
+            (command.FAILED, "US", self.failed),
+            (command.WARNING, "US", self.warning),
+        ]
+        if with_remaining:
+            elements.append((command.REMAINING, "US", self.remaining))
+        return elements
+
+    def failed_list(self) -> Dataset | None:
+        if not self.failed_uids:
+            return None
+        ds = Dataset()
+        ds.FailedSOPInstanceUIDList = self.failed_uids
+        return ds
+
+
+class SubOperations:
+    """One retrieve: *stored* goes over *out*; progress and the final
+    status go to the requester on *link* as *field* responses."""
+
+    def __init__(
+        self,
+        link: Link,
+        request: Message,
+        field: int,
+        storage: Storage,
+        out: Link,
+        usable: dict[tuple[str, str], int],
+        originator: tuple[str, int] | None,
+        log_fields: dict[str, Any],
+    ) -> None:
+        self.link = link
+        self.request = request
+        self.field = field
+        self.storage = storage
+        self.out = out
+        self.usable = usable  # (SOP class, transfer syntax) -> context ID on *out*
+        self.originator = originator
+        self.log_fields = log_fields
+
+    def run(self, stored: list[StoredInstance]) -> Tally:
+        """Send everything (or until the requester cancels), with a Pending
+        response after each sub-operation; returns the tally, cancelled
+        if ``remaining`` is not zero."""
+        tally = Tally(len(stored))
+        for n, instance in enumerate(stored):
+            if qr.cancelled(self.link, self.request.command):
+                _log.info("retrieve_cancelled", sent=n, remaining=tally.remaining, **self.log_fields)
+                return tally
+            status = self._send(instance, n + 1)
+            if status == statuses.SUCCESS:
+                tally.completed += 1
+            elif status in _STORE_WARNINGS:
+                tally.warning += 1
+            else:
+                tally.failed += 1
+                tally.failed_uids.append(instance.sop_uid)
+            if tally.remaining:
+                qr.respond(self.link, self.request, self.field, statuses.PENDING, counts=tally.counts(True))
+        return tally
+
+    def finish(self, tally: Tally) -> None:
+        """The final response for *tally* (PS3.4 C.4.2.1.5, C.4.3.1.4)."""
+        if tally.remaining:
+            status = statuses.CANCELLED
+        elif not tally.failed and not tally.warning:
+            status = statuses.SUCCESS
+        else:
+            status = statuses.SUBOPERATIONS_FAILED
+        counts = tally.counts(with_remaining=status == statuses.CANCELLED)
+        qr.respond(self.link, self.request, self.field, status, identifier=tally.failed_list(), counts=counts)
+
+    def _send(self, instance: StoredInstance, message_id: int) -> int:
+        """One C-STORE sub-operation; its status (0xC000 if it could not be sent)."""
+        context_id = self.usable.get((instance.sop_class_uid, instance.transfer_syntax))
+        try:
+            if context_id is not None:
+                data: bytes | memoryview = memoryview(stored_dataset(self.storage.absolute(instance.path)))
+            else:
+                converted = self._converted(instance)
+                if converted is None:
+                    return statuses.UNABLE_TO_PROCESS
+                context_id, data = converted
+        except (OSError, ValueError) as exc:  # file gone or damaged: that one fails
+            _log.error("retrieve_unreadable", sop_instance_uid=instance.sop_uid, error=str(exc), **self.log_fields)
+            return statuses.UNABLE_TO_PROCESS
+        result = requestor.c_store(
+            self.out, context_id, instance.sop_class_uid, instance.sop_uid, data, message_id, self.originator
+        )
+        return result.status
+
+    def _converted(self, instance: StoredInstance) -> tuple[int, bytes] | None:
+        """The instance re-encoded in an uncompressed syntax the peer took."""
+        offered = {ts: cx for (sop_class, ts), cx in self.usable.items() if sop_class == instance.sop_class_uid}
+        note = retrieve.syntax_note(instance, {instance.sop_class_uid: set(offered)})
+        _log.warning("retrieve_transfer_syntax", sop_instance_uid=instance.sop_uid, note=note, **self.log_fields)
+        if UID(instance.transfer_syntax).is_compressed:
+            return None
+        for syntax, context_id in sorted(offered.items()):
+            if not UID(syntax).is_compressed:
+                ds = retrieve.load(self.storage, instance)
+                return context_id, qr.encoded_in(ds, UID(syntax))
+        return None
