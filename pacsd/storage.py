@@ -20,7 +20,7 @@ from pathlib import Path
 from pacsd import uid
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -58,9 +58,12 @@ class Storage:
     def absolute(self, relative: str) -> Path:
         return self.files / relative
 
-    def write_temp(self, chunks: Iterable[bytes]) -> Path:
-        """Write *chunks* to a new temporary file and fsync it."""
-        path = self.tmp / f"{uuid.uuid4().hex}.part"
+    def new_temp(self) -> Path:
+        """A fresh name for :meth:`write_temp` (nothing is created)."""
+        return self.tmp / f"{uuid.uuid4().hex}.part"
+
+    def write_temp(self, path: Path, chunks: Iterable[bytes]) -> None:
+        """Write *chunks* to the new temporary file *path* and fsync it."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             for chunk in chunks:
@@ -73,21 +76,16 @@ class Storage:
             path.unlink(missing_ok=True)
             raise
         os.close(fd)
-        return path
 
-    def place(self, temp: Path, relative: str) -> Path:
-        """Rename *temp* into place durably; return the final path.
-
-        New directories and the rename itself are fsynced, so once this
-        returns the file survives a crash under its final name.
-        """
+    def place(self, temp: Path, relative: str) -> list[Path]:
+        """Rename *temp* into place. Returns the directories whose entries
+        changed: only once the caller has fsynced them (:func:`fsync_dir`)
+        does the file survive a crash under its final name. Callers batch
+        them: many objects of one series share one directory fsync."""
         final = self.absolute(relative)
         created = self._make_dirs(final.parent)
         os.replace(temp, final)
-        _fsync_dir(final.parent)
-        for parent in created:
-            _fsync_dir(parent)
-        return final
+        return [final.parent, *created]
 
     def _make_dirs(self, directory: Path) -> list[Path]:
         """mkdir -p, returning the parents whose entries changed."""

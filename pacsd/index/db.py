@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from playhouse.apsw_ext import APSWDatabase
 
@@ -14,8 +16,39 @@ from pacsd.index.models import MODELS, database
 SCHEMA_VERSION = 1
 
 
+BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's write lock
+
+
 class SchemaError(Exception):
     """The index was written by a newer pacsd, or cannot be upgraded."""
+
+
+def _busy_handler() -> Callable[[int], bool]:
+    """Wait for another process's transaction: briefly and often.
+
+    SQLite's own busy timeout sleeps 1, 2, 5, 10 ... ms between tries; the
+    worker processes' commits take well under a millisecond, so that left
+    the lock idle most of the time it was waited for.
+    """
+    since = 0.0
+
+    def busy(attempt: int) -> bool:
+        nonlocal since
+        if attempt == 0:
+            since = time.monotonic()
+        elif time.monotonic() - since > BUSY_TIMEOUT:
+            return False  # SQLITE_BUSY reaches the caller
+        time.sleep(0.0002 if attempt < 50 else 0.002)
+        return True
+
+    return busy
+
+
+class _Database(APSWDatabase):  # type: ignore[misc]
+    def _connect(self) -> Any:
+        conn = super()._connect()
+        conn.setbusyhandler(_busy_handler())  # one per connection (and thread)
+        return conn
 
 
 def open_index(path: Path, *, readonly: bool = False) -> APSWDatabase:
@@ -29,7 +62,7 @@ def open_index(path: Path, *, readonly: bool = False) -> APSWDatabase:
         import apsw
 
         flags = {"flags": apsw.SQLITE_OPEN_READONLY}
-    db = APSWDatabase(
+    db = _Database(
         str(path),
         pragmas={"foreign_keys": 1, "synchronous": "full"}
         if readonly
@@ -38,7 +71,7 @@ def open_index(path: Path, *, readonly: bool = False) -> APSWDatabase:
             "synchronous": "full",
             "foreign_keys": 1,
         },
-        timeout=30,
+        timeout=BUSY_TIMEOUT,
         **flags,
     )
     database.initialize(db)

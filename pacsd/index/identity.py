@@ -1,9 +1,11 @@
 """Identity rules: link an arriving object into the index, or refuse it.
 
 Every function here runs inside the caller's write transaction. Each
-get-or-create is one ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``
-followed, only on conflict, by a read-back: there is no "check first"
-window for a concurrent writer to fall into, and the UNIQUE constraints in
+get-or-create reads first (the common case: the patient, study and series
+exist) and otherwise runs ``INSERT ... ON CONFLICT DO NOTHING RETURNING
+id``, reading back on conflict: the INSERT, never the read, decides
+whether a row is created, so there is no "check first" window for a
+concurrent writer to fall into, and the UNIQUE constraints in
 :mod:`pacsd.index.models` are what decide.
 """
 
@@ -110,6 +112,9 @@ def _existing(find: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
 def _patient(header: Header) -> tuple[int, PatientKey]:
     key = PatientKey.of(header)
     k = (key.patient_id, key.issuer, key.no_id_study_uid)
+    known = _one(PATIENT_FIND, k)
+    if known is not None:
+        return int(known[0]), key
     values = (*k, header.patient_name, *fold_pn(header.patient_name), header.birth_date, header.sex)
     new = _create(PATIENT_INSERT, values, "patient", str(key))
     if new is not None:
@@ -129,10 +134,13 @@ def _study(header: Header, patient_id: int, key: PatientKey) -> int:
         fold_pn(header.referring_physician)[0],
         header.study_id,
     )
-    new = _create(STUDY_INSERT, values, "study", header.study_uid)
-    if new is not None:
-        return new
-    study_id, owner = _existing(STUDY_FIND, (header.study_uid,))
+    known = _one(STUDY_FIND, (header.study_uid,))
+    if known is None:
+        new = _create(STUDY_INSERT, values, "study", header.study_uid)
+        if new is not None:
+            return new
+        known = _existing(STUDY_FIND, (header.study_uid,))
+    study_id, owner = known
     if owner != patient_id:
         other = PatientKey(*_existing(PATIENT_KEY, (owner,)))
         raise IdentityConflict(
@@ -152,14 +160,17 @@ def _series(header: Header, study_id: int) -> int:
         header.series_time,
         header.body_part,
     )
-    new = _create(SERIES_INSERT, values, "series", header.series_uid)
-    if new is not None:
-        for r in header.requests:
-            database.execute_sql(
-                SERIES_REQUEST_INSERT, (new, r.requested_procedure_id, r.scheduled_procedure_step_id, r.accession)
-            )
-        return new
-    series_id, parent = _existing(SERIES_FIND, (header.series_uid,))
+    known = _one(SERIES_FIND, (header.series_uid,))
+    if known is None:
+        new = _create(SERIES_INSERT, values, "series", header.series_uid)
+        if new is not None:
+            for r in header.requests:
+                database.execute_sql(
+                    SERIES_REQUEST_INSERT, (new, r.requested_procedure_id, r.scheduled_procedure_step_id, r.accession)
+                )
+            return new
+        known = _existing(SERIES_FIND, (header.series_uid,))
+    series_id, parent = known
     if parent != study_id:
         (other,) = _existing(STUDY_UID, (parent,))
         raise IdentityConflict(

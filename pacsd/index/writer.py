@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +39,8 @@ class IndexWriter:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
         self._log = log.get("pacsd.index")
+        # Run once each, after the group's savepoints and before its commit.
+        self._barrier: dict[Hashable, Callable[[], None]] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -48,12 +50,18 @@ class IndexWriter:
         self._queue.put(None)
         self._thread.join()
 
-    def submit(self, apply: Callable[[], Any], undo: Callable[[Any], None]) -> Any:
-        """Run *apply* in a savepoint on the writer; return its result once
-        committed, or raise what it (or the commit) raised."""
+    def submit(self, apply: Callable[[], Any], undo: Callable[[Any], None]) -> Future[Any]:
+        """Queue *apply* to run in a savepoint on the writer. The future
+        has its result once committed, or what it (or the commit) raised."""
         job = _Job(apply, undo)
         self._queue.put(job)
-        return job.future.result()
+        return job.future
+
+    def before_commit(self, key: Hashable, action: Callable[[], None]) -> None:
+        """From inside an *apply*: run *action* before this group commits
+        (once per *key*, however many jobs ask). If it raises, nothing in
+        the group is committed."""
+        self._barrier.setdefault(key, action)
 
     def _next_group(self) -> tuple[list[_Job], bool]:
         first = self._queue.get()
@@ -88,6 +96,7 @@ class IndexWriter:
             return
         done: list[tuple[_Job, Any]] = []
         failed: list[tuple[_Job, BaseException]] = []
+        self._barrier.clear()
         try:
             with self.db.atomic("IMMEDIATE"):
                 for job in group:
@@ -96,6 +105,8 @@ class IndexWriter:
                             done.append((job, job.apply()))
                     except Exception as exc:
                         failed.append((job, exc))
+                for action in self._barrier.values():
+                    action()
         except Exception as exc:
             # The commit itself failed: nothing in the group is stored.
             self._log.error("index_commit_failed", error=str(exc), group=len(group))
