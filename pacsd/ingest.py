@@ -7,14 +7,9 @@ from an upstream fetch. Order matters and is the whole point:
 2. write the Part 10 file under a temporary name and fsync it;
 3. on the index writer, in one savepoint: link the rows; for a new
    instance rename the file into place; fsync its directory before the
-   commit;
+   commit (once for all objects of one series in the group);
 4. return only after the commit. A refusal or a failed commit removes the
    file, so nothing is left behind.
-
-Steps 2 and 3 overlap for small objects: the rows are linked while the
-file is being written, and the rename waits for its fsync. That takes the
-index work off a single association's critical path (each object costs
-three fsyncs: file, directory, WAL).
 
 Duplicate policy: re-sending an object whose dataset bytes equal the stored
 ones succeeds and changes nothing. A different object under a stored SOP
@@ -24,7 +19,6 @@ Instance UID keeps the stored one and is answered with a warning.
 from __future__ import annotations
 
 import struct
-from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
@@ -39,10 +33,6 @@ from pacsd.index import identity
 from pacsd.index.identity import Linked, Placement
 from pacsd.index.writer import IndexWriter
 from pacsd.storage import Storage, fsync_dir
-
-# Objects up to this size are written while the writer links their rows;
-# larger ones are written first, so the writer never waits long on a file.
-OVERLAP_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -126,21 +116,16 @@ class Ingest:
         header = validate(received)
         relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
         chunks = [file_meta(received), received.dataset]
-        size = sum(len(c) for c in chunks)
-        temp = self.storage.new_temp()
-        written: Future[None] = Future()
-        overlap = size <= OVERLAP_LIMIT
-        if not overlap:
-            self._write(temp, chunks, written)
-            written.result()  # a failed write is refused before the index is touched
-        committed = self.writer.submit(
-            lambda: self._link(header, received, temp, relative, size, written),
-            self._unplace,
-        )
-        if overlap:
-            self._write(temp, chunks, written)
         try:
-            linked: Linked = committed.result()
+            temp = self.storage.write_temp(chunks)
+        except OSError as exc:
+            raise StorageFailure(f"cannot write file: {exc.strerror or exc}") from None
+        size = sum(len(c) for c in chunks)
+        try:
+            linked: Linked = self.writer.submit(
+                lambda: self._link(header, received, temp, relative, size),
+                self._unplace,
+            ).result()
         except Refusal:
             raise
         except OSError as exc:
@@ -160,25 +145,10 @@ class Ingest:
             "content; the stored object was kept and this one discarded",
         )
 
-    def _write(self, temp: Path, chunks: list[bytes], written: Future[None]) -> None:
-        """Write and fsync the temporary file; *written* says how it went
-        (the writer waits on it before placing the file)."""
-        try:
-            self.storage.write_temp(temp, chunks)
-            written.set_result(None)
-        except OSError as exc:
-            written.set_exception(StorageFailure(f"cannot write file: {exc.strerror or exc}"))
-        except BaseException as exc:
-            written.set_exception(exc)
-            raise
-
-    def _link(
-        self, header: Header, received: Received, temp: Path, relative: str, size: int, written: Future[None]
-    ) -> Linked:
+    def _link(self, header: Header, received: Received, temp: Path, relative: str, size: int) -> Linked:
         """Runs on the index writer, inside a savepoint."""
         linked = identity.link(header, relative, size, received.transfer_syntax)
         if linked.placement is Placement.NEW:
-            written.result()  # raises the write's failure: the savepoint rolls back
             try:
                 for directory in self.storage.place(temp, relative):
                     self.writer.before_commit(directory, partial(fsync_dir, directory))

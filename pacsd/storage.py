@@ -58,12 +58,9 @@ class Storage:
     def absolute(self, relative: str) -> Path:
         return self.files / relative
 
-    def new_temp(self) -> Path:
-        """A fresh name for :meth:`write_temp` (nothing is created)."""
-        return self.tmp / f"{uuid.uuid4().hex}.part"
-
-    def write_temp(self, path: Path, chunks: Iterable[bytes]) -> None:
-        """Write *chunks* to the new temporary file *path* and fsync it."""
+    def write_temp(self, chunks: Iterable[bytes]) -> Path:
+        """Write *chunks* to a new temporary file and fsync it."""
+        path = self.tmp / f"{uuid.uuid4().hex}.part"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             for chunk in chunks:
@@ -76,6 +73,7 @@ class Storage:
             path.unlink(missing_ok=True)
             raise
         os.close(fd)
+        return path
 
     def place(self, temp: Path, relative: str) -> list[Path]:
         """Rename *temp* into place. Returns the directories whose entries
