@@ -11,15 +11,17 @@ from pacsd.index.db import open_index
 from pacsd.index.writer import IndexWriter
 from pacsd.ingest import Ingest
 from pacsd.storage import Storage
+from pacsd.virtual.fetch import Proxy
+from pacsd.virtual.staging import Staging
 
 
 def prepare(settings: Settings) -> int:
     """Once per start, before anything serves: create the layout, clear the
-    temporaries a crash left, create or upgrade the index. Returns how many
-    stale temporaries were removed."""
+    temporaries and staged fetches a crash left, create or upgrade the
+    index. Returns how many stale temporaries and fetches were removed."""
     storage = Storage(settings.server.data_dir)
     storage.make_layout()
-    stale = storage.clear_temporaries()
+    stale = storage.clear_temporaries() + Staging(storage).clear()
     open_index(storage.root / "index.sqlite").close()
     return stale
 
@@ -35,6 +37,9 @@ class Archive:
         self.db = open_index(self.storage.root / "index.sqlite")
         self.writer = IndexWriter(self.db)
         self.ingest = Ingest(self.storage, self.writer)
+        self.staging = Staging(self.storage)
+        # The caching proxy, when [virtual] names upstreams.
+        self.proxy = Proxy(settings, self.ingest, self.staging) if settings.virtual else None
 
     def start(self) -> None:
         self.writer.start()

@@ -6,8 +6,10 @@ the key, so ``pacsd`` can print a single line and exit with status 2.
 
 from __future__ import annotations
 
+import importlib
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,10 +52,35 @@ class ServerSettings:
     workers: int = 1
 
 
+# A query filter: (direction, identifier) -> identifier or None (drop it).
+# direction is "query" (going upstream) or "response" (coming back).
+QueryFilter = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A PACS the caching proxy answers from and fetches from."""
+
+    remote: Remote
+    retrieve: str = "move"  # "move" (to pacsd's own AE title) or "get"
+    connect_timeout: float = 10.0  # opening the association
+    response_timeout: float = 30.0  # silence from the upstream mid-operation
+    fetch_timeout: float = 600.0  # one whole fetch
+    max_fetches: int = 2  # concurrent fetches from this upstream, all workers together
+    query_filter: QueryFilter | None = None
+    query_filter_name: str = ""
+
+
+@dataclass(frozen=True)
+class VirtualSettings:
+    upstreams: tuple[Upstream, ...]
+
+
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     remotes: dict[str, Remote] = field(default_factory=dict)
+    virtual: VirtualSettings | None = None  # None: the caching proxy is off
     source: str = "<embedded default>"
 
 
@@ -148,6 +175,51 @@ def _remotes(source: str, table: dict[str, Any]) -> dict[str, Remote]:
     return remotes
 
 
+def _query_filter(where: str, name: str) -> QueryFilter:
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"{where}: expected 'module:function', got {name!r}")
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except Exception as exc:
+        raise ConfigError(f"{where}: cannot load {name!r}: {exc}") from None
+    if not callable(function):
+        raise ConfigError(f"{where}: {name!r} is not callable")
+    return function  # type: ignore[no-any-return]
+
+
+def _virtual(source: str, table: dict[str, Any], remotes: dict[str, Remote]) -> VirtualSettings:
+    r = _Reader(source, table, "virtual")
+    names = r.get("upstreams", list, [])
+    if not names:
+        raise ConfigError(f"{r.where('upstreams')}: name at least one [remotes] entry")
+    upstreams = []
+    for name in names:
+        if not isinstance(name, str) or name not in remotes:
+            raise ConfigError(f"{r.where('upstreams')}: {name!r} is not a [remotes] entry")
+        u = _Reader(source, r.get(name, dict, {}), f"virtual.{name}")
+        retrieve = u.get("retrieve", str, "move")
+        if retrieve not in ("move", "get"):
+            raise ConfigError(f'{u.where("retrieve")}: expected "move" or "get", got {retrieve!r}')
+        timeouts = {}
+        for key, default in (("connect_timeout", 10.0), ("response_timeout", 30.0), ("fetch_timeout", 600.0)):
+            timeouts[key] = u.get(key, float, default)
+            if timeouts[key] <= 0:
+                raise ConfigError(f"{u.where(key)}: must be positive")
+        max_fetches = u.get("max_fetches", int, 2)
+        if not 1 <= max_fetches <= 64:
+            raise ConfigError(f"{u.where('max_fetches')}: must be between 1 and 64")
+        filter_name = u.get("query_filter", str, "")
+        query_filter = _query_filter(u.where("query_filter"), filter_name) if filter_name else None
+        u.finish()
+        upstreams.append(
+            Upstream(remotes[name], retrieve, max_fetches=max_fetches, query_filter=query_filter,
+                     query_filter_name=filter_name, **timeouts)
+        )  # fmt: skip
+    r.finish()
+    return VirtualSettings(tuple(upstreams))
+
+
 def parse(text: str, source: str, base: Path) -> Settings:
     """Parse TOML *text*; *base* anchors relative paths."""
     try:
@@ -157,8 +229,10 @@ def parse(text: str, source: str, base: Path) -> Settings:
     top = _Reader(source, doc, "")
     server = _server(source, top.get("server", dict, {}), base)
     remotes = _remotes(source, top.get("remotes", dict, {}))
+    virtual_table = top.get("virtual", dict, None)
+    virtual = _virtual(source, virtual_table, remotes) if virtual_table is not None else None
     top.finish()
-    return Settings(server=server, remotes=remotes, source=source)
+    return Settings(server=server, remotes=remotes, virtual=virtual, source=source)
 
 
 def load(path: Path | None) -> Settings:

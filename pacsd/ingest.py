@@ -19,6 +19,7 @@ Instance UID keeps the stored one and is answered with a warning.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
@@ -144,6 +145,47 @@ class Ingest:
             f"SOP instance {header.sop_instance_uid} is already stored with different "
             "content; the stored object was kept and this one discarded",
         )
+
+    def store_all(self, files: list[Path], expect_study: str, record: Callable[[], object]) -> int:
+        """Index every Part 10 file in *files* (fsynced, on this filesystem)
+        in one savepoint, or none: any refusal, including a file of another
+        study than *expect_study*, rolls all of them back and removes the
+        files it had placed. *record* runs in the same savepoint (the fetch
+        record). Returns how many objects were new."""
+        items = []
+        for path in files:
+            received = received_from_file(path)
+            header = validate(received)
+            if header.study_uid != expect_study:
+                raise RequestMismatch(
+                    f"{header.sop_instance_uid} belongs to study {header.study_uid}, not {expect_study}"
+                )
+            relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
+            items.append((header, received, path, relative, path.stat().st_size))
+
+        def apply() -> list[Linked]:
+            linked: list[Linked] = []
+            try:
+                for header, received, path, relative, size in items:
+                    linked.append(self._link(header, received, path, relative, size))
+                record()
+            except BaseException:
+                for done in linked:
+                    self._unplace(done)
+                raise
+            return linked
+
+        def undo(linked: list[Linked]) -> None:
+            for done in linked:
+                self._unplace(done)
+
+        try:
+            results: list[Linked] = self.writer.submit(apply, undo).result()
+        except Refusal:
+            raise
+        except OSError as exc:
+            raise StorageFailure(f"cannot store files: {exc.strerror or exc}") from None
+        return sum(1 for linked in results if linked.placement is Placement.NEW)
 
     def _link(self, header: Header, received: Received, temp: Path, relative: str, size: int) -> Linked:
         """Runs on the index writer, inside a savepoint."""

@@ -69,12 +69,25 @@ def build_acceptor(settings: Settings, archive: Archive) -> Acceptor:
     server = settings.server
     services: dict[int, Service] = {
         command.C_ECHO_RQ: echo.serve_echo,
-        command.C_STORE_RQ: lambda link, message, session: store.serve_store(link, message, session, archive.ingest),
-        command.C_FIND_RQ: lambda link, message, session: find.serve_find(link, message, session, server.ae_title),
-        command.C_MOVE_RQ: lambda link, message, session: move.serve_move(
-            link, message, session, archive.storage, settings.remotes, server.ae_title, server.network_timeout
+        command.C_STORE_RQ: lambda link, message, session: store.serve_store(
+            link, message, session, archive.ingest, archive.proxy
         ),
-        command.C_GET_RQ: lambda link, message, session: get.serve_get(link, message, session, archive.storage),
+        command.C_FIND_RQ: lambda link, message, session: find.serve_find(
+            link, message, session, server.ae_title, archive.proxy
+        ),
+        command.C_MOVE_RQ: lambda link, message, session: move.serve_move(
+            link,
+            message,
+            session,
+            archive.storage,
+            settings.remotes,
+            server.ae_title,
+            server.network_timeout,
+            archive.proxy,
+        ),
+        command.C_GET_RQ: lambda link, message, session: get.serve_get(
+            link, message, session, archive.storage, archive.proxy
+        ),
     }
     return Acceptor(
         contexts=supported_contexts(),

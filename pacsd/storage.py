@@ -58,9 +58,10 @@ class Storage:
     def absolute(self, relative: str) -> Path:
         return self.files / relative
 
-    def write_temp(self, chunks: Iterable[bytes]) -> Path:
-        """Write *chunks* to a new temporary file and fsync it."""
-        path = self.tmp / f"{uuid.uuid4().hex}.part"
+    def write_temp(self, chunks: Iterable[bytes], directory: Path | None = None) -> Path:
+        """Write *chunks* to a new temporary file (in tmp/ unless another
+        *directory* is given) and fsync it."""
+        path = (directory or self.tmp) / f"{uuid.uuid4().hex}.part"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             for chunk in chunks:

@@ -62,7 +62,11 @@ class Server:
 
     def start(self) -> Server:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(pacsd_cmd("serve", "--config", str(self.config)), stderr=log, cwd=self.workdir)
+        # The repository on the path: configs may name test query filters.
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(
+            pacsd_cmd("serve", "--config", str(self.config)), stderr=log, cwd=self.workdir, env=env
+        )
         log.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peewee import fn
 
-from pacsd.index.models import Instance, Patient, Series, Study
+from pacsd.index.models import Fetch, Instance, Patient, Series, Study
 
 
 def counts() -> dict[str, int]:
@@ -15,4 +15,6 @@ def counts() -> dict[str, int]:
         "series": Series.select().count(),
         "instances": Instance.select().count(),
         "bytes": int(Instance.select(fn.COALESCE(fn.SUM(Instance.size), 0)).scalar()),
+        "fetches_done": Fetch.select().where(Fetch.outcome == "done").count(),
+        "fetches_failed": Fetch.select().where(Fetch.outcome == "failed").count(),
     }

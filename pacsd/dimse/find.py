@@ -1,14 +1,21 @@
-"""C-FIND SCP (Patient Root and Study Root): stream matches from the index."""
+"""C-FIND SCP (Patient Root and Study Root): stream matches from the index,
+and through the caching proxy from the upstreams, merged."""
 
 from __future__ import annotations
 
 import time
 
+from pydicom.dataset import Dataset
+
 from pacsd import log
 from pacsd.dimse import qr, statuses
 from pacsd.errors import InvalidQuery
 from pacsd.index import search
+from pacsd.index.attributes import UNIQUE_KEYS
 from pacsd.index.db import reading
+from pacsd.virtual.fetch import Proxy
+from pacsd.virtual.query import upstream_matches
+from pacsd.virtual.upstream import Cancelled
 from pacsd.wire import command
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import LINK_ENDED, Link, Message
@@ -16,25 +23,45 @@ from pacsd.wire.link import LINK_ENDED, Link, Message
 _log = log.get("pacsd.find")
 
 
-def serve_find(link: Link, message: Message, session: Session, ae_title: str) -> None:
+def serve_find(link: Link, message: Message, session: Session, ae_title: str, proxy: Proxy | None) -> None:
     start = time.perf_counter()
     model = qr.model(message, qr.FIND)
     where = session.fields()
     matches = 0
+    problems: list[str] = []
 
     def answer(status: int, comment: str = "") -> None:
         qr.respond(link, message, command.C_FIND_RSP, status, comment)
 
+    def send(response: Dataset) -> None:
+        nonlocal matches
+        matches += 1
+        qr.respond(link, message, command.C_FIND_RSP, statuses.PENDING, identifier=response)
+
     try:
         query = qr.identifier(message)
+        level = search.query_level(query, model)
+        unique = UNIQUE_KEYS[level]
+        if proxy is not None and unique not in query:
+            setattr(query, unique, "")  # merged answers are de-duplicated on it
+        seen: set[str] = set()
         with reading():
             for response in search.find(query, model, ae_title):
                 if qr.cancelled(link, message.command):
-                    _log.info("find_cancelled", matches=matches, **where)
-                    answer(statuses.CANCELLED)
-                    return
-                matches += 1
-                qr.respond(link, message, command.C_FIND_RSP, statuses.PENDING, identifier=response)
+                    raise Cancelled
+                seen.add(search.text_value(response.get(unique)))
+                send(response)
+        if proxy is not None:
+            for response in upstream_matches(proxy, query, model, qr.watch(link, message.command), problems, where):
+                key = search.text_value(response.get(unique))
+                if key and key in seen:
+                    continue  # local data wins
+                seen.add(key)
+                send(response)
+    except Cancelled:
+        _log.info("find_cancelled", matches=matches, **where)
+        answer(statuses.CANCELLED)
+        return
     except InvalidQuery as exc:
         _log.warning("find_refused", reason=str(exc), model=model.value, **where)
         answer(statuses.IDENTIFIER_INVALID, str(exc))
@@ -50,7 +77,11 @@ def serve_find(link: Link, message: Message, session: Session, ae_title: str) ->
         model=model.value,
         qr_level=str(query.get("QueryRetrieveLevel", "")),
         matches=matches,
+        upstream_problems=len(problems),
         ms=log.ms_since(start),
         **where,
     )
-    answer(statuses.SUCCESS)
+    if problems:
+        answer(statuses.LOCAL_ONLY, "answered from local data only: " + "; ".join(problems))
+    else:
+        answer(statuses.SUCCESS)

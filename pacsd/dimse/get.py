@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pacsd import log, retrieve
 from pacsd.dimse import qr, statuses
-from pacsd.dimse.suboperations import SubOperations
+from pacsd.dimse.suboperations import SubOperations, Tally, finish
 from pacsd.errors import InvalidQuery
 from pacsd.storage import Storage
+from pacsd.virtual.fetch import Proxy
 from pacsd.wire import command
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import Link, Message
@@ -14,15 +15,26 @@ from pacsd.wire.link import Link, Message
 _log = log.get("pacsd.get")
 
 
-def serve_get(link: Link, message: Message, session: Session, storage: Storage) -> None:
+def serve_get(link: Link, message: Message, session: Session, storage: Storage, proxy: Proxy | None) -> None:
     model = qr.model(message, qr.GET)
     where = session.fields()
     try:
-        stored = retrieve.select(qr.identifier(message), model)
+        query = qr.identifier(message)
+        stored = retrieve.select(query, model)
     except InvalidQuery as exc:
         _log.warning("get_refused", reason=str(exc), **where)
         qr.respond(link, message, command.C_GET_RSP, statuses.IDENTIFIER_INVALID, str(exc))
         return
+    unfetched = Tally(0)
+    if proxy is not None:
+        shortfalls = proxy.make_local(query, qr.watch(link, message.command), where)
+        unfetched.unfetched = sum(s.expected for s in shortfalls)
+        unfetched.notes = [s.reason for s in shortfalls]
+        if any(s.cancelled for s in shortfalls):
+            unfetched.total, unfetched.unfetched = unfetched.unfetched, 0  # all of it remains
+            finish(link, message, command.C_GET_RSP, unfetched)
+            return
+        stored = retrieve.select(query, model)
     _log.info("get_started", model=model.value, instances=len(stored), **where)
     # The C-STOREs go back over this association, on the storage contexts
     # where the peer took the SCP role.
@@ -33,6 +45,7 @@ def serve_get(link: Link, message: Message, session: Session, storage: Storage) 
     }
     suboperations = SubOperations(link, message, command.C_GET_RSP, storage, link, usable, None, where)
     tally = suboperations.run(stored)
+    tally.unfetched, tally.notes = unfetched.unfetched, unfetched.notes
     _log.info(
         "get_done",
         completed=tally.completed,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
 from pacsd import log, retrieve
 from pacsd.config import Remote
 from pacsd.dimse import qr, statuses
-from pacsd.dimse.suboperations import SubOperations, Tally
+from pacsd.dimse.suboperations import SubOperations, Tally, finish
 from pacsd.errors import InvalidQuery
+from pacsd.index.search import StoredInstance
 from pacsd.storage import Storage
+from pacsd.virtual.fetch import Proxy
 from pacsd.wire import command, requestor
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import Link, Message
@@ -24,6 +29,7 @@ def serve_move(
     remotes: dict[str, Remote],
     ae_title: str,
     timeout: float,
+    proxy: Proxy | None,
 ) -> None:
     request = message.command
     model = qr.model(message, qr.MOVE)
@@ -35,46 +41,61 @@ def serve_move(
 
     remote = next((r for r in remotes.values() if r.ae_title == destination), None)
     if remote is None:
-        # Checked before anything is read or sent.
+        # Checked before anything is read, fetched or sent.
         _log.warning("move_destination_unknown", destination=destination, **where)
         answer(statuses.MOVE_DESTINATION_UNKNOWN, f"move destination {destination!r} is not in [remotes]")
         return
+    fields = {"destination": destination, **where}
+
+    def associate(stored: list[StoredInstance]) -> Link | None:
+        contexts = retrieve.contexts(stored) if stored else [build_context(Verification)]
+        try:
+            return requestor.associate(remote.host, remote.port, remote.ae_title, ae_title, contexts, timeout)
+        except (OSError, requestor.AssociationRejected, ProtocolError) as exc:
+            reason = f"cannot associate with {destination} at {remote.host}:{remote.port}: {exc}"
+            _log.warning("move_destination_unreachable", reason=reason, **fields)
+            answer(statuses.MOVE_DESTINATION_UNKNOWN, reason)
+            return None
+
     try:
-        stored = retrieve.select(qr.identifier(message), model)
+        query = qr.identifier(message)
+        stored = retrieve.select(query, model)
     except InvalidQuery as exc:
         _log.warning("move_refused", destination=destination, reason=str(exc), **where)
         answer(statuses.IDENTIFIER_INVALID, str(exc))
         return
-    fields = {"destination": destination, **where}
+    tally = Tally(0)
+    if proxy is not None:
+        # The destination must take the objects before anything is fetched for it.
+        probe = associate([])
+        if probe is None:
+            return
+        requestor.release(probe)
+        shortfalls = proxy.make_local(query, qr.watch(link, request), fields)
+        tally.unfetched = sum(s.expected for s in shortfalls)
+        tally.notes = [s.reason for s in shortfalls]
+        if any(s.cancelled for s in shortfalls):
+            tally.total = tally.unfetched  # all of it remains
+            tally.unfetched = 0
+            finish(link, message, command.C_MOVE_RSP, tally)
+            return
+        stored = retrieve.select(query, model)
     _log.info("move_started", model=model.value, instances=len(stored), **fields)
     if not stored:
-        qr.respond(link, message, command.C_MOVE_RSP, statuses.SUCCESS, counts=Tally(0).counts(False))
+        finish(link, message, command.C_MOVE_RSP, tally)
         return
-    try:
-        out = requestor.associate(
-            remote.host, remote.port, remote.ae_title, ae_title, retrieve.contexts(stored), timeout
-        )
-    except (OSError, requestor.AssociationRejected, ProtocolError) as exc:
-        reason = f"cannot associate with {destination} at {remote.host}:{remote.port}: {exc}"
-        _log.warning("move_destination_unreachable", reason=reason, **fields)
-        answer(statuses.MOVE_DESTINATION_UNKNOWN, reason)
+    out = associate(stored)
+    if out is None:
         return
-    usable = {
-        (str(cx.abstract_syntax), str(cx.transfer_syntax[0])): int(cx.context_id or 0) for cx in out.contexts.values()
-    }
+    usable = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])): cx_id for cx_id, cx in out.contexts.items()}
     # Sub-operations name who asked for them (PS3.7 9.3.1.1 Move Originator).
     originator = (session.calling_ae, request.us(command.MESSAGE_ID))
     suboperations = SubOperations(link, message, command.C_MOVE_RSP, storage, out, usable, originator, fields)
     try:
-        tally = suboperations.run(stored)
+        sent = suboperations.run(stored)
     finally:
         requestor.release(out)
-    _log.info(
-        "move_done",
-        completed=tally.completed,
-        failed=tally.failed,
-        warning=tally.warning,
-        remaining=tally.remaining,
-        **fields,
-    )
-    suboperations.finish(tally)
+    sent.unfetched, sent.notes = tally.unfetched, tally.notes
+    _log.info("move_done", completed=sent.completed, failed=sent.failed, warning=sent.warning,
+              remaining=sent.remaining, unfetched=sent.unfetched, **fields)  # fmt: skip
+    suboperations.finish(sent)

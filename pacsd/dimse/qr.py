@@ -3,6 +3,7 @@ models, reading the identifier, answering, and noticing C-CANCEL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from io import BytesIO
 
 from pydicom.dataset import Dataset
@@ -20,6 +21,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from pacsd.errors import InvalidQuery
 from pacsd.index.attributes import Model
+from pacsd.virtual.upstream import Cancelled
 from pacsd.wire import command
 from pacsd.wire.command import Command
 from pacsd.wire.link import Link, Message
@@ -82,6 +84,17 @@ def respond(
     data = encoded(identifier, message.context) if identifier is not None else None
     cmd = command.response(message.command, field, status, comment, counts, has_dataset=data is not None)
     link.send(int(message.context.context_id or 0), cmd, data)
+
+
+def watch(link: Link, request: Command) -> Callable[[], None]:
+    """For waits on an upstream: raises Cancelled once the peer has sent
+    C-CANCEL for *request* (and lets its abort through)."""
+
+    def check() -> None:
+        if cancelled(link, request):
+            raise Cancelled
+
+    return check
 
 
 def cancelled(link: Link, request: Command) -> bool:

@@ -40,6 +40,11 @@ IDENTIFIER_INVALID = 0xA900  # Identifier does not match SOP Class
 UNABLE_TO_PROCESS = 0xC000
 MOVE_DESTINATION_UNKNOWN = 0xA801  # also: destination unreachable or refusing
 SUBOPERATIONS_FAILED = 0xB000  # warning: complete, one or more failures or warnings
+UNABLE_TO_PERFORM_SUBOPERATIONS = 0xA702  # refused: e.g. the proxy could not fetch the study
+# C-FIND through the caching proxy when an upstream could not be asked. PS3.4
+# defines no C-FIND warning; 0xB000 is in the warning range DICOM tools show
+# as such, and the Error Comment names the upstream and what went wrong.
+LOCAL_ONLY = 0xB000
 
 
 def store_refusal_code(refusal: errors.Refusal) -> int:

@@ -9,6 +9,7 @@ from pacsd import log
 from pacsd.dimse import statuses
 from pacsd.errors import Refusal
 from pacsd.ingest import Ingest, Received
+from pacsd.virtual.fetch import Proxy
 from pacsd.wire import command
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import Link, Message
@@ -48,7 +49,22 @@ def store(ingest: Ingest, received: Received, where: dict[str, Any]) -> tuple[in
     return code, outcome.comment
 
 
-def serve_store(link: Link, message: Message, session: Session, ingest: Ingest) -> None:
+def stage(proxy: Proxy, message_id: int, received: Received, where: dict[str, Any]) -> tuple[int, str]:
+    """Keep an arrival of a proxy fetch in staging; the (status, comment)."""
+    try:
+        proxy.staging.stage(message_id, received.source_ae, received)
+    except Refusal as refusal:
+        code = statuses.store_refusal_code(refusal)
+        _log.warning("stage_refused", sop_instance_uid=received.sop_instance_uid, status=f"0x{code:04X}",
+                     reason=str(refusal), fetch=message_id, **where)  # fmt: skip
+        return code, str(refusal)
+    except Exception as exc:
+        _log.exception("stage_failed", sop_instance_uid=received.sop_instance_uid, fetch=message_id, **where)
+        return statuses.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
+    return statuses.SUCCESS, ""
+
+
+def serve_store(link: Link, message: Message, session: Session, ingest: Ingest, proxy: Proxy | None) -> None:
     request = message.command
     received = Received(
         dataset=message.dataset or b"",
@@ -57,5 +73,10 @@ def serve_store(link: Link, message: Message, session: Session, ingest: Ingest) 
         sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE),
         source_ae=session.calling_ae,
     )
-    code, comment = store(ingest, received, session.fields())
+    originator = (request.text(command.MOVE_ORIGINATOR_AE), request.us(command.MOVE_ORIGINATOR_ID))
+    fetch = proxy.fetch_arrival(*originator, session.calling_ae) if proxy is not None else None
+    if proxy is not None and fetch is not None:  # an upstream answering our C-MOVE: staged, not indexed
+        code, comment = stage(proxy, fetch, received, session.fields())
+    else:
+        code, comment = store(ingest, received, session.fields())
     link.send(int(message.context.context_id or 0), command.response(request, command.C_STORE_RSP, code, comment))

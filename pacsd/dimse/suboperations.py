@@ -36,6 +36,9 @@ class Tally:
     failed: int = 0
     warning: int = 0
     failed_uids: list[str] = field(default_factory=list)
+    # Caching proxy: instances that could not be fetched, and why.
+    unfetched: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def remaining(self) -> int:
@@ -44,7 +47,7 @@ class Tally:
     def counts(self, with_remaining: bool) -> list[tuple[int, str, int]]:
         elements = [
             (command.COMPLETED, "US", self.completed),
-            (command.FAILED, "US", self.failed),
+            (command.FAILED, "US", self.failed + self.unfetched),
             (command.WARNING, "US", self.warning),
         ]
         if with_remaining:
@@ -57,6 +60,23 @@ class Tally:
         ds = Dataset()
         ds.FailedSOPInstanceUIDList = self.failed_uids
         return ds
+
+
+def finish(link: Link, request: Message, field: int, tally: Tally) -> None:
+    """The final response for *tally* (PS3.4 C.4.2.1.5, C.4.3.1.4): cancel,
+    success, warning if anything failed, failure if nothing could be sent
+    because the proxy could not fetch it."""
+    if tally.remaining:
+        status = statuses.CANCELLED
+    elif not (tally.failed or tally.warning or tally.unfetched):
+        status = statuses.SUCCESS
+    elif tally.unfetched and not (tally.completed or tally.warning):
+        status = statuses.UNABLE_TO_PERFORM_SUBOPERATIONS
+    else:
+        status = statuses.SUBOPERATIONS_FAILED
+    counts = tally.counts(with_remaining=status == statuses.CANCELLED)
+    comment = "; ".join(tally.notes)
+    qr.respond(link, request, field, status, comment, identifier=tally.failed_list(), counts=counts)
 
 
 class SubOperations:
@@ -105,15 +125,7 @@ class SubOperations:
         return tally
 
     def finish(self, tally: Tally) -> None:
-        """The final response for *tally* (PS3.4 C.4.2.1.5, C.4.3.1.4)."""
-        if tally.remaining:
-            status = statuses.CANCELLED
-        elif not tally.failed and not tally.warning:
-            status = statuses.SUCCESS
-        else:
-            status = statuses.SUBOPERATIONS_FAILED
-        counts = tally.counts(with_remaining=status == statuses.CANCELLED)
-        qr.respond(self.link, self.request, self.field, status, identifier=tally.failed_list(), counts=counts)
+        finish(self.link, self.request, self.field, tally)
 
     def _send(self, instance: StoredInstance, message_id: int) -> int:
         """One C-STORE sub-operation; its status (0xC000 if it could not be sent)."""

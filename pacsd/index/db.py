@@ -8,12 +8,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from peewee import Model
 from playhouse.apsw_ext import APSWDatabase
 
-from pacsd.index.models import MODELS, database
+from pacsd.index.models import MODELS, Fetch, database
 
 # Bumped with each schema change; upgrades go in UPGRADES[from_version].
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+UPGRADES: dict[int, list[type[Model]]] = {
+    1: [Fetch],  # 1 -> 2: the caching proxy's fetch records
+}
 
 
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's write lock
@@ -94,6 +98,10 @@ def _migrate(db: APSWDatabase) -> None:
             )
         if version == 0:
             db.create_tables(MODELS)
+        else:
+            for step in range(version, SCHEMA_VERSION):
+                db.create_tables(UPGRADES[step])
+        if version != SCHEMA_VERSION:
             db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

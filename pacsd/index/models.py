@@ -23,6 +23,7 @@ from peewee import (
     Check,
     DatabaseProxy,
     DateTimeField,
+    FloatField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -116,4 +117,24 @@ class Change(BaseModel):
     uid = TextField()
 
 
-MODELS = [Patient, Study, Series, SeriesRequest, Instance, Change]
+class Fetch(BaseModel):
+    """One fetch of a study from an upstream by the caching proxy.
+
+    An audit record, not index data: a 'done' row is written in the same
+    transaction as the fetched study's rows (so "this study was fetched
+    whole" is true exactly when they are there); a 'failed' row is written
+    on its own and links to nothing.
+    """
+
+    id = AutoField()
+    at = DateTimeField(constraints=[SQL("DEFAULT CURRENT_TIMESTAMP")])
+    study_uid = TextField(index=True)
+    upstream = TextField()
+    outcome = TextField(constraints=[Check("outcome IN ('done', 'failed')")])
+    expected = IntegerField()
+    received = IntegerField()
+    seconds = FloatField()
+    detail = TextField()
+
+
+MODELS = [Patient, Study, Series, SeriesRequest, Instance, Change, Fetch]

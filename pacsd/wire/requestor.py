@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pynetdicom._globals import APPLICATION_CONTEXT_NAME
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import A_ASSOCIATE
+from pynetdicom.pdu_primitives import A_ASSOCIATE, SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import PresentationContext
 
 from pacsd.wire import command, pdu
@@ -34,11 +34,18 @@ class StoreResult:
 
 
 def associate(
-    host: str, port: int, called_ae: str, calling_ae: str, contexts: list[PresentationContext], timeout: float
+    host: str,
+    port: int,
+    called_ae: str,
+    calling_ae: str,
+    contexts: list[PresentationContext],
+    timeout: float,
+    scp_roles: list[str] | None = None,
 ) -> Link:
-    """Open an association proposing *contexts* (IDs are assigned here).
-    Raises OSError when the peer cannot be reached, AssociationRejected
-    when it says no."""
+    """Open an association proposing *contexts* (IDs are assigned here),
+    asking for the SCP role for the SOP classes in *scp_roles* (C-GET: the
+    peer sends us C-STOREs). Raises OSError when the peer cannot be
+    reached, AssociationRejected when it says no."""
     proposed = []
     for n, cx in enumerate(contexts):
         cx = copy.copy(cx)
@@ -50,6 +57,12 @@ def associate(
     rq.called_ae_title = called_ae
     rq.presentation_context_definition_list = proposed
     rq.user_information = user_information()
+    for sop_class in sorted(set(scp_roles or [])):
+        role = SCP_SCU_RoleSelectionNegotiation()
+        role.sop_class_uid = sop_class
+        role.scu_role = False
+        role.scp_role = True
+        rq.user_information.append(role)
     encoded = A_ASSOCIATE_RQ()
     encoded.from_primitive(rq)
     sock = socket.create_connection((host, port), timeout=timeout)

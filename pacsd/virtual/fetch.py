@@ -1,0 +1,372 @@
+"""Making studies local: fetch from an upstream, commit all or nothing.
+
+For each study a C-MOVE/C-GET asks for and that was not fetched whole
+before:
+
+1. under the study's lock (one fetch per study across workers; a second
+   client waits, then finds it done), and one of the upstream's fetch slots;
+2. ask the upstream what it holds (C-FIND SERIES, then IMAGE per series):
+   the expected SOP instances. If all of them are local already, done;
+3. open a staging directory named by a fresh Message ID and retrieve the
+   study into it (C-MOVE to our own AE title: arrivals carry that Move
+   Originator Message ID; or C-GET on the same association). Arrivals are
+   validated as ingest validates, written and fsynced, never indexed;
+4. only if the upstream finished with success and every expected object
+   (and nothing else) arrived: index them all in one savepoint, with a
+   'done' fetch record. Any other ending leaves no row and no staged file.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from pacsd import log
+from pacsd.config import Settings, Upstream
+from pacsd.dimse import statuses
+from pacsd.errors import Refusal
+from pacsd.index.db import reading
+from pacsd.index.models import Fetch, database
+from pacsd.index.search import text_value
+from pacsd.ingest import Ingest, Received
+from pacsd.virtual.staging import StagedFetch, Staging
+from pacsd.virtual.upstream import SYNTAXES, Cancelled, Session, UpstreamError, Watch, final_status, identifier
+from pacsd.wire import command
+from pacsd.wire.link import LINK_ENDED, Message
+
+_log = log.get("pacsd.virtual")
+
+FIND = str(StudyRootQueryRetrieveInformationModelFind)
+MOVE = str(StudyRootQueryRetrieveInformationModelMove)
+GET = str(StudyRootQueryRetrieveInformationModelGet)
+MAX_GET_CONTEXTS = 126  # and one for the C-GET itself; IDs are odd numbers up to 255
+
+
+class FetchFailed(Exception):
+    """The fetch ended without a whole, consistent study; says why."""
+
+    def __init__(self, reason: str, expected: int = 0, cancelled: bool = False) -> None:
+        super().__init__(reason)
+        self.expected = expected
+        self.cancelled = cancelled
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A requested study that could not be made local."""
+
+    study_uid: str
+    expected: int  # instances the upstream said it holds (0 if unknown)
+    reason: str
+    cancelled: bool = False
+
+
+class Proxy:
+    def __init__(self, settings: Settings, ingest: Ingest, staging: Staging) -> None:
+        assert settings.virtual is not None
+        self.ae_title = settings.server.ae_title
+        self.upstreams = settings.virtual.upstreams
+        self.ingest = ingest
+        self.staging = staging
+        self._upstream_aes = {u.remote.ae_title for u in self.upstreams}
+
+    # -- arrivals ----------------------------------------------------------
+
+    def fetch_arrival(self, originator_ae: str, originator_id: int, calling_ae: str) -> int | None:
+        """The Message ID of the fetch a C-STORE belongs to: sent by an
+        upstream on behalf of our own C-MOVE. None: an ordinary store."""
+        if originator_ae == self.ae_title and calling_ae in self._upstream_aes and originator_id:
+            return originator_id
+        return None
+
+    # -- retrieves ---------------------------------------------------------
+
+    def make_local(self, query: Dataset, watch: Watch, where: dict[str, Any]) -> list[Shortfall]:
+        """Fetch what *query* (a C-MOVE/C-GET identifier) asks for and is
+        not local. Returns what could not be made local; raises what our
+        client's link raised if it went away."""
+        studies, shortfalls = self._studies(query, watch, where)
+        for study_uid in studies:
+            if self._fetched(study_uid):
+                continue
+            shortfall = self._make_study_local(study_uid, watch, where)
+            if shortfall is not None:
+                shortfalls.append(shortfall)
+                if shortfall.cancelled:
+                    break
+        return shortfalls
+
+    def _studies(self, query: Dataset, watch: Watch, where: dict[str, Any]) -> tuple[list[str], list[Shortfall]]:
+        """The studies *query* names, or (patient level) the upstreams hold
+        for its patient."""
+        named = [u.strip() for u in text_value(query.get("StudyInstanceUID")).split("\\") if u.strip()]
+        if named and not any(c in u for u in named for c in "*?"):
+            return named, []
+        patient_id = text_value(query.get("PatientID")).strip()
+        if not patient_id:
+            return [], []
+        keys = Dataset()
+        keys.QueryRetrieveLevel = "STUDY"
+        keys.PatientID = patient_id
+        if "IssuerOfPatientID" in query:
+            keys.IssuerOfPatientID = query.IssuerOfPatientID
+        keys.StudyInstanceUID = ""
+        studies: list[str] = []
+        shortfalls = []
+        for upstream in self.upstreams:
+            try:
+                for ds in self.find(upstream, keys, watch, time.monotonic() + upstream.fetch_timeout):
+                    uid = text_value(ds.get("StudyInstanceUID")).strip()
+                    if uid and uid not in studies:
+                        studies.append(uid)
+            except UpstreamError as exc:
+                _log.warning("upstream_find_failed", upstream=upstream.remote.name, reason=str(exc), **where)
+                shortfalls.append(Shortfall("", 0, f"cannot ask {upstream.remote.name} for the studies: {exc}"))
+        return studies, shortfalls
+
+    def _fetched(self, study_uid: str) -> bool:
+        with reading():
+            return bool(Fetch.select().where(Fetch.study_uid == study_uid, Fetch.outcome == "done").exists())
+
+    def _make_study_local(self, study_uid: str, watch: Watch, where: dict[str, Any]) -> Shortfall | None:
+        problems = []
+        longest = max(u.fetch_timeout for u in self.upstreams)
+        try:
+            with self.staging.study_lock(study_uid, watch, longest):
+                if self._fetched(study_uid):  # another client's fetch, which we waited for
+                    return None
+                for upstream in self.upstreams:
+                    name = upstream.remote.name
+                    with self.staging.slot(name, upstream.max_fetches, watch, upstream.fetch_timeout):
+                        try:
+                            expected = self._fetch(upstream, study_uid, watch, where)
+                        except UpstreamError as exc:
+                            problems.append(str(exc))
+                            continue
+                        except FetchFailed as exc:
+                            return Shortfall(study_uid, exc.expected, str(exc), exc.cancelled)
+                    if expected:
+                        return None
+        except Cancelled:
+            return Shortfall(study_uid, 0, "cancelled while waiting for another fetch of this study", True)
+        if problems:
+            return Shortfall(study_uid, 0, "; ".join(problems))
+        return None  # no upstream holds it: what is local is all there is
+
+    def _fetch(self, upstream: Upstream, study_uid: str, watch: Watch, where: dict[str, Any]) -> int:
+        """Fetch one study whole from *upstream*; the number of instances it
+        holds (0: none, nothing to do). Raises UpstreamError before anything
+        was retrieved, FetchFailed or Cancelled after."""
+        start = time.monotonic()
+        deadline = start + upstream.fetch_timeout
+        name = upstream.remote.name
+        expected = self._survey(upstream, study_uid, watch, deadline)
+        if not expected:
+            return 0
+        if set(expected) <= self._local_sops(study_uid):
+            return len(expected)
+        fields = {"upstream": name, "study_uid": study_uid, "expected": len(expected), **where}
+        _log.info("fetch_started", method=upstream.retrieve, **fields)
+        staged = self.staging.open(upstream.remote.ae_title, study_uid, len(expected))
+        received = 0
+        try:
+            try:
+                self._retrieve(upstream, study_uid, staged, expected, watch, deadline)
+            except UpstreamError as exc:  # the retrieve had begun: a failed fetch, not an unreachable upstream
+                raise FetchFailed(str(exc)) from None
+            received = len(staged.objects())
+            self._commit(upstream, study_uid, staged, expected, received, start)
+        except Cancelled:
+            reason = f"cancelled by the client after {received or len(staged.objects())} of {len(expected)} arrived"
+            self._failed(upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
+            raise FetchFailed(reason, len(expected), cancelled=True) from None
+        except (FetchFailed, Refusal) as exc:
+            reason = str(exc) if isinstance(exc, FetchFailed) else f"{name}: the fetched study was refused: {exc}"
+            self._failed(upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
+            raise FetchFailed(reason, len(expected)) from None
+        except LINK_ENDED:
+            self._failed(
+                upstream, study_uid, len(expected), len(staged.objects()), start, "our client went away", fields
+            )
+            raise
+        finally:
+            self.staging.discard(staged)
+        _log.info(
+            "fetch_done",
+            outcome="done",
+            received=len(expected),
+            ms=round((time.monotonic() - start) * 1000, 1),
+            **fields,
+        )
+        return len(expected)
+
+    def _survey(self, upstream: Upstream, study_uid: str, watch: Watch, deadline: float) -> dict[str, str]:
+        """SOP Instance UID -> SOP Class UID of every instance *upstream*
+        holds in the study."""
+        series_keys = Dataset()
+        series_keys.QueryRetrieveLevel = "SERIES"
+        series_keys.StudyInstanceUID = study_uid
+        series_keys.SeriesInstanceUID = ""
+        expected: dict[str, str] = {}
+        with Session.open(upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline) as session:
+            series = [text_value(ds.get("SeriesInstanceUID")).strip() for ds in _find(session, series_keys, watch)]
+            for series_uid in filter(None, series):
+                keys = Dataset()
+                keys.QueryRetrieveLevel = "IMAGE"
+                keys.StudyInstanceUID = study_uid
+                keys.SeriesInstanceUID = series_uid
+                keys.SOPInstanceUID = ""
+                keys.SOPClassUID = ""
+                for ds in _find(session, keys, watch):
+                    sop = text_value(ds.get("SOPInstanceUID")).strip()
+                    if sop:
+                        expected[sop] = text_value(ds.get("SOPClassUID")).strip()
+        return expected
+
+    def _local_sops(self, study_uid: str) -> set[str]:
+        with reading():
+            rows = database.execute_sql(
+                "SELECT i.sop_uid FROM instance i JOIN series se ON i.series_pk = se.id"
+                " JOIN study st ON se.study_pk = st.id WHERE st.study_uid = ?",
+                (study_uid,),
+            )
+            return {row[0] for row in rows}
+
+    def _retrieve(
+        self, upstream: Upstream, study_uid: str, staged: StagedFetch, expected: dict[str, str], watch: Watch,
+        deadline: float,
+    ) -> None:  # fmt: skip
+        keys = Dataset()
+        keys.QueryRetrieveLevel = "STUDY"
+        keys.StudyInstanceUID = study_uid
+        name = upstream.remote.name
+        if upstream.retrieve == "move":
+            contexts = [build_context(MOVE, SYNTAXES)]
+        else:
+            contexts = [build_context(GET, SYNTAXES)]
+            for sop_class in sorted(set(expected.values()))[:MAX_GET_CONTEXTS]:
+                cx = build_context(sop_class, SYNTAXES)
+                cx.scp_role = True
+                contexts.append(cx)
+        with Session.open(upstream, self.ae_title, contexts, deadline) as session:
+            if upstream.retrieve == "move":
+                abstract, field = MOVE, command.C_MOVE_RQ
+                extra = [(command.MOVE_DESTINATION, "AE", self.ae_title)]
+            else:
+                abstract, field, extra = GET, command.C_GET_RQ, []
+            message_id = session.request(abstract, field, keys, staged.message_id, extra)
+            final: Message | None = None
+            for message in session.responses(message_id, watch):
+                if message.command.field == command.C_STORE_RQ:
+                    self._stage(session, staged, message)
+                else:
+                    final = message
+        assert final is not None
+        status, comment = final_status(final)
+        counts = {k: final.command.us(e) for k, e in (("completed", command.COMPLETED), ("failed", command.FAILED),
+                                                      ("warning", command.WARNING))}  # fmt: skip
+        if status != statuses.SUCCESS:
+            detail = f": {comment}" if comment else ""
+            raise FetchFailed(
+                f"{name} ended the C-{upstream.retrieve.upper()} with 0x{status:04X} (completed {counts['completed']}, "
+                f"failed {counts['failed']}, warning {counts['warning']}){detail}"
+            )
+
+    def _stage(self, session: Session, staged: StagedFetch, message: Message) -> None:
+        """A C-STORE the upstream sent on the C-GET association."""
+        request = message.command
+        received = Received(
+            dataset=message.dataset or b"",
+            transfer_syntax=str(message.context.transfer_syntax[0]),
+            sop_class_uid=request.text(command.AFFECTED_SOP_CLASS),
+            sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE),
+            source_ae=session.upstream.remote.ae_title,
+        )
+        try:
+            self.staging.stage(staged.message_id, session.upstream.remote.ae_title, received)
+        except Refusal as refusal:
+            session.answer_store(message, statuses.store_refusal_code(refusal), str(refusal))
+            return
+        session.answer_store(message, statuses.SUCCESS)
+
+    def _commit(
+        self, upstream: Upstream, study_uid: str, staged: StagedFetch, expected: dict[str, str], received: int,
+        start: float,
+    ) -> None:  # fmt: skip
+        name = upstream.remote.name
+        files = staged.objects()
+        arrived = {path.stem for path in files}
+        missing = sorted(set(expected) - arrived)
+        if missing:
+            raise FetchFailed(
+                f"{name} reported success but sent {len(expected) - len(missing)} of {len(expected)} objects "
+                f"(missing {missing[0]}{' and more' if len(missing) > 1 else ''})"
+            )
+        unexpected = sorted(arrived - set(expected))
+        if unexpected:
+            raise FetchFailed(f"{name} sent {len(unexpected)} object(s) it had not announced, e.g. {unexpected[0]}")
+
+        def record() -> None:
+            Fetch.create(
+                study_uid=study_uid, upstream=name, outcome="done", expected=len(expected), received=received,
+                seconds=time.monotonic() - start, detail="",
+            )  # fmt: skip
+
+        self.ingest.store_all(files, study_uid, record)
+
+    def _failed(
+        self, upstream: Upstream, study_uid: str, expected: int, received: int, start: float, reason: str,
+        fields: dict[str, Any],
+    ) -> None:  # fmt: skip
+        seconds = time.monotonic() - start
+        _log.warning("fetch_failed", outcome="failed", received=received, reason=reason, ms=round(seconds * 1000, 1),
+                     **fields)  # fmt: skip
+
+        def record() -> None:
+            Fetch.create(
+                study_uid=study_uid, upstream=upstream.remote.name, outcome="failed", expected=expected,
+                received=received, seconds=seconds, detail=reason,
+            )  # fmt: skip
+
+        try:
+            self.ingest.writer.submit(record, lambda _: None).result()
+        except Exception:
+            _log.exception("fetch_record_failed", **fields)
+
+    # -- queries -------------------------------------------------------------
+
+    def find(self, upstream: Upstream, keys: Dataset, watch: Watch, deadline: float) -> list[Dataset]:
+        """C-FIND (Study Root) on *upstream*, through its query filter."""
+        with Session.open(upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline) as session:
+            return list(_find(session, keys, watch))
+
+
+def _find(session: Session, keys: Dataset, watch: Watch) -> list[Dataset]:
+    """One C-FIND on an open session, through the upstream's query filter."""
+    query_filter = session.upstream.query_filter
+    if query_filter is not None:
+        keys = query_filter("query", keys)
+        if keys is None:
+            return []
+    message_id = session.request(FIND, command.C_FIND_RQ, keys)
+    found = []
+    for message in session.responses(message_id, watch):
+        status, comment = final_status(message)
+        if status in (0xFF00, 0xFF01):
+            ds = identifier(message)
+            if query_filter is not None:
+                ds = query_filter("response", ds)
+            if ds is not None:
+                found.append(ds)
+        elif status != statuses.SUCCESS:
+            raise UpstreamError(f"{session.name} answered the C-FIND with 0x{status:04X} {comment}".rstrip())
+    return found

@@ -1,0 +1,68 @@
+"""C-FIND through the proxy: what the upstreams hold, for merging.
+
+Nothing here writes: an upstream's answer is passed on to the client and
+forgotten (DESIGN.md failure 2: ghost rows from queries).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+
+from pacsd import log
+from pacsd.dimse import statuses
+from pacsd.index.attributes import Model
+from pacsd.virtual.fetch import Proxy
+from pacsd.virtual.upstream import PENDING, SYNTAXES, Session, UpstreamError, Watch, final_status, identifier
+from pacsd.wire import command
+
+_log = log.get("pacsd.virtual")
+
+FIND = {
+    Model.PATIENT_ROOT: str(PatientRootQueryRetrieveInformationModelFind),
+    Model.STUDY_ROOT: str(StudyRootQueryRetrieveInformationModelFind),
+}
+
+
+def upstream_matches(
+    proxy: Proxy, query: Dataset, model: Model, watch: Watch, problems: list[str], where: dict[str, Any]
+) -> Iterator[Dataset]:
+    """Every upstream's responses to *query*, through its query filter,
+    with RetrieveAETitle made ours (clients retrieve through pacsd). An
+    upstream that fails adds to *problems* and is skipped."""
+    for upstream in proxy.upstreams:
+        name = upstream.remote.name
+        keys: Dataset = query
+        if upstream.query_filter is not None:
+            filtered = upstream.query_filter("query", Dataset(query))
+            if filtered is None:
+                continue
+            keys = filtered
+        deadline = time.monotonic() + upstream.fetch_timeout
+        abstract = FIND[model]
+        try:
+            with Session.open(upstream, proxy.ae_title, [build_context(abstract, SYNTAXES)], deadline) as session:
+                message_id = session.request(abstract, command.C_FIND_RQ, keys)
+                for message in session.responses(message_id, watch):
+                    status, comment = final_status(message)
+                    if status not in PENDING:
+                        if status != statuses.SUCCESS:
+                            raise UpstreamError(f"{name} answered 0x{status:04X} {comment}".rstrip())
+                        break
+                    response: Dataset | None = identifier(message)
+                    if upstream.query_filter is not None:
+                        response = upstream.query_filter("response", response)
+                    if response is not None:
+                        response.RetrieveAETitle = proxy.ae_title
+                        yield response
+        except UpstreamError as exc:
+            _log.warning("upstream_find_failed", upstream=name, reason=str(exc), **where)
+            problems.append(str(exc))

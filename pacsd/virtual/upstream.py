@@ -1,0 +1,203 @@
+"""Talking to an upstream PACS as a requestor, over pacsd's upper layer.
+
+Every wait is bounded: opening the association by ``connect_timeout``,
+each response by ``response_timeout``, a whole fetch by its deadline.
+While waiting, a *watch* callback is called every ``WATCH_INTERVAL``
+seconds; it raises :class:`Cancelled` when our own client has cancelled
+(the operation is then cancelled upstream with C-CANCEL) or lets the
+client's abort through.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable, Iterator
+from io import BytesIO
+from types import TracebackType
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.dsutils import decode, encode
+from pynetdicom.presentation import PresentationContext
+
+from pacsd.config import Upstream
+from pacsd.wire import command, requestor
+from pacsd.wire.command import Command
+from pacsd.wire.link import LINK_ENDED, Link, Message
+from pacsd.wire.pdu import ProtocolError
+
+WATCH_INTERVAL = 0.1
+SYNTAXES: list[str | UID] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+PENDING = {0xFF00, 0xFF01}
+CANCEL_GRACE = 5.0  # seconds to wait for the upstream's answer to C-CANCEL
+
+Watch = Callable[[], None]
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached, refused, failed or went silent;
+    the message says which and names the upstream."""
+
+
+class Cancelled(Exception):
+    """Our client cancelled while the upstream was working."""
+
+
+def no_watch() -> None:
+    pass
+
+
+class Session:
+    """One association with an upstream."""
+
+    def __init__(self, upstream: Upstream, link: Link, deadline: float) -> None:
+        self.upstream = upstream
+        self.link = link
+        self.deadline = deadline
+        self.name = upstream.remote.name
+        self._contexts: dict[int, int] = {}  # Message ID -> context ID of our requests
+
+    @classmethod
+    def open(cls, upstream: Upstream, calling_ae: str, contexts: list[PresentationContext], deadline: float) -> Session:
+        remote = upstream.remote
+        try:
+            link = requestor.associate(
+                remote.host, remote.port, remote.ae_title, calling_ae, contexts, upstream.connect_timeout,
+                scp_roles=[str(cx.abstract_syntax) for cx in contexts if cx.scp_role],
+            )  # fmt: skip
+        except requestor.AssociationRejected as exc:
+            raise UpstreamError(f"{remote.name} ({remote.ae_title}) {exc}") from None
+        except (OSError, ProtocolError) as exc:
+            raise UpstreamError(f"cannot reach {remote.name} at {remote.host}:{remote.port}: {exc}") from None
+        link.sock.settimeout(upstream.response_timeout)
+        return cls(upstream, link, deadline)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None:
+            requestor.release(self.link)
+        else:  # mid-operation: nothing more to say to it
+            self.link.abort()
+            self.link.sock.close()
+
+    def context_for(self, abstract_syntax: str) -> PresentationContext:
+        for cx in self.link.contexts.values():
+            if str(cx.abstract_syntax) == abstract_syntax:
+                return cx
+        raise UpstreamError(f"{self.name} did not accept {UID(abstract_syntax).name}")
+
+    def request(
+        self,
+        abstract_syntax: str,
+        field: int,
+        identifier: Dataset,
+        message_id: int | None = None,
+        extra: list[tuple[int, str, Any]] | None = None,
+    ) -> int:
+        """Send a C-FIND/C-MOVE/C-GET request; its Message ID."""
+        cx = self.context_for(abstract_syntax)
+        message_id = message_id or next(_ids)
+        elements: list[tuple[int, str, Any]] = [
+            (command.AFFECTED_SOP_CLASS, "UI", abstract_syntax),
+            (command.COMMAND_FIELD, "US", field),
+            (command.MESSAGE_ID, "US", message_id),
+            (command.PRIORITY, "US", 0),
+            (command.DATASET_TYPE, "US", command.HAS_DATASET),
+            *(extra or []),
+        ]
+        syntax = UID(str(cx.transfer_syntax[0]))
+        data = encode(identifier, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+        if data is None:
+            raise UpstreamError("the request identifier cannot be encoded")
+        self._contexts[message_id] = int(cx.context_id or 0)
+        self.link.send(self._contexts[message_id], command.encode(sorted(elements)), data)
+        return message_id
+
+    def responses(self, message_id: int, watch: Watch) -> Iterator[Message]:
+        """Every message the upstream sends until the final response to
+        *message_id* (included). C-STORE requests (C-GET) are yielded too.
+        Raises UpstreamError on silence, overrun deadline or a broken
+        association, and Cancelled after relaying our client's cancel."""
+        cancelled = False
+        while True:
+            if cancelled:
+                self._wait(no_watch, min(self.deadline, time.monotonic() + CANCEL_GRACE))
+            else:
+                try:
+                    self._wait(watch, self.deadline)
+                except Cancelled:
+                    cancelled = True
+                    self._send_cancel(message_id)
+                    continue
+            try:
+                message = self.link.receive()
+            except TimeoutError:
+                raise UpstreamError(f"{self.name} sent nothing for {self.upstream.response_timeout:.0f} s") from None
+            except LINK_ENDED as exc:
+                raise UpstreamError(f"{self.name} broke off the association: {type(exc).__name__} {exc}") from None
+            yield message
+            if message.command.field & 0x8000 and message.command.us(command.RESPONDING_TO) == message_id:
+                if message.command.us(command.STATUS) not in PENDING:
+                    if cancelled:
+                        raise Cancelled
+                    return
+
+    def _wait(self, watch: Watch, deadline: float) -> None:
+        """Until the upstream has sent something: watch, check the clocks."""
+        silent_since = time.monotonic()
+        watch()  # also while the upstream is busy talking: a cancel must not wait for silence
+        while not self.link.pending():
+            now = time.monotonic()
+            if now > deadline:
+                raise UpstreamError(
+                    f"{self.name}: gave up after the fetch timeout of {self.upstream.fetch_timeout:.0f} s"
+                )
+            if now - silent_since > self.upstream.response_timeout:
+                raise UpstreamError(f"{self.name} sent nothing for {self.upstream.response_timeout:.0f} s")
+            select.select([self.link.sock], [], [], WATCH_INTERVAL)
+            watch()
+
+    def _send_cancel(self, message_id: int) -> None:
+        cancel = command.encode(
+            [
+                (command.COMMAND_FIELD, "US", command.C_CANCEL_RQ),
+                (command.RESPONDING_TO, "US", message_id),
+                (command.DATASET_TYPE, "US", command.NO_DATASET),
+            ]
+        )
+        self.link.send(self._contexts[message_id], cancel)
+
+    def answer_store(self, request: Message, status: int, comment: str = "") -> None:
+        """Answer a C-STORE the upstream sent on this association (C-GET)."""
+        rsp = command.response(request.command, command.C_STORE_RSP, status, comment)
+        self.link.send(int(request.context.context_id or 0), rsp)
+
+
+def identifier(message: Message) -> Dataset:
+    if not message.dataset:
+        return Dataset()
+    syntax = UID(str(message.context.transfer_syntax[0]))
+    return decode(BytesIO(message.dataset), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+
+
+def final_status(message: Message) -> tuple[int, str]:
+    cmd: Command = message.command
+    return cmd.us(command.STATUS, 0xFFFF), cmd.text(command.ERROR_COMMENT)
+
+
+class _Ids:
+    """Message IDs for our requests (1-65535, wrapping)."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def __next__(self) -> int:
+        self._n = self._n % 65535 + 1
+        return self._n
+
+
+_ids = _Ids()
