@@ -4,12 +4,17 @@ every case ends with no new index row and no staged file."""
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
 
 from pacsd import synth
 from tests.conftest import SCU, Server, StoreSCP, free_port
@@ -46,7 +51,7 @@ class Env:
     def move(self, study: str, destination: str = "DEST", extra: tuple[str, ...] = ()) -> str:
         result = self.server.retrieve(
             "movescu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}",
-            extra=("-v", "-aem", destination, *extra),
+            extra=("-d", "-aem", destination, *extra),
         )  # fmt: skip
         return result.stderr
 
@@ -125,7 +130,7 @@ def test_fetch_then_served_locally_with_upstream_stopped(clean: Env) -> None:
     study = uid(clean, "remote")
     before = clean.rows()
     out = clean.move(study)
-    assert "Received Final Move Response (Success)" in out, out[-2000:]
+    assert final_status(out) == "0x0000", out[-2000:]
     assert len(clean.dest.received()) == 3
     assert clean.rows()[3] == before[3] + 3
     assert clean.fetches_started(study) == 1
@@ -136,9 +141,207 @@ def test_fetch_then_served_locally_with_upstream_stopped(clean: Env) -> None:
         for path in clean.dest.out.iterdir():
             path.unlink()
         out = clean.move(study)
-        assert "Received Final Move Response (Success)" in out, out[-2000:]
+        assert final_status(out) == "0x0000", out[-2000:]
         assert len(clean.dest.received()) == 3
         assert clean.fetches_started(study) == 1, "served without asking the upstream"
     finally:
         clean.upstream.start()
     assert clean.server.stats()["fetches_done"] >= 1
+
+
+# -- the fault matrix: each case ends with no new index row and no staged file.
+
+MATRIX: list[tuple[str, str, str]] = []  # (case, status the client saw, comment), for the closing note
+
+
+def assert_untouched(env: Env, before: tuple[int, ...], case: str, status: str) -> None:
+    assert env.rows() == before, f"{case}: index rows changed"
+    assert env.staged() == [], f"{case}: staged files left: {env.staged()}"
+    MATRIX.append((case, status, "rows +0, staged 0"))
+
+
+def final_status(out: str) -> str:
+    """'0xA702' etc. from movescu -d output: the final response's status."""
+    _, found, tail = out.rpartition("Received Final Move Response")
+    match = re.search(r"DIMSE Status\s*:\s*(0x[0-9a-fA-F]{4})", tail) if found else None
+    return match.group(1).upper().replace("0X", "0x") if match else "(none)"
+
+
+def comment(out: str) -> str:
+    _, _, tail = out.rpartition("Received Final Move Response")
+    match = re.search(r"LO \[(.*)\]\s+#\s*\d+, \d+ ErrorComment", tail)
+    return match.group(1) if match else ""
+
+
+def test_upstream_down(clean: Env) -> None:
+    before = clean.rows()
+    clean.upstream.stop()
+    try:
+        out = clean.move(uid(clean, "down"))
+    finally:
+        clean.upstream.start()
+    assert final_status(out) == "0xA702", out[-1500:]
+    assert "cannot reach MAINPACS" in comment(out)
+    assert_untouched(clean, before, "upstream down", final_status(out))
+
+
+def test_upstream_refuses_our_ae_title(clean: Env, tmp_path: Path) -> None:
+    stranger = Server(
+        tmp_path, ae_title="STRANGER", extra_toml=clean.dest.toml() + Orthanc.toml(clean.upstream.port) + VIRTUAL
+    ).start()
+    try:
+        result = stranger.retrieve(
+            "movescu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={uid(clean, 'down')}",
+            extra=("-d", "-aem", "DEST"),
+        )  # fmt: skip
+        assert final_status(result.stderr) == "0xA702", result.stderr[-1500:]
+        # Orthanc accepts the association, then aborts it at the first request
+        # from an AE title it does not know.
+        assert "MAINPACS" in comment(result.stderr), comment(result.stderr)
+        assert stranger.stats()["instances"] == 0
+        assert not [p for p in (stranger.data_dir / "staging").rglob("*.dcm")]
+        MATRIX.append(("upstream refuses pacsd's AE", final_status(result.stderr), "rows +0, staged 0"))
+    finally:
+        stranger.stop()
+
+
+def test_upstream_move_fails_midway(clean: Env) -> None:
+    before = clean.rows()
+    out = clean.move(uid(clean, "midway"))
+    assert final_status(out) == "0xA702", out[-1500:]
+    assert "ended the C-MOVE with 0x" in comment(out), comment(out)
+    assert clean.dest.received() == []
+    assert_untouched(clean, before, "upstream C-MOVE fails midway", final_status(out))
+
+
+def test_upstream_sends_fewer_objects_than_it_announced(clean: Env) -> None:
+    before = clean.rows()
+    out = clean.move(GHOST_STUDY)
+    assert final_status(out) == "0xA702", out[-1500:]
+    assert "sent 2 of 3 objects" in comment(out), comment(out)
+    assert_untouched(clean, before, "upstream sends fewer than announced", final_status(out))
+
+
+def test_identity_conflict_refuses_the_whole_fetch(clean: Env) -> None:
+    before = clean.rows()
+    out = clean.move(uid(clean, "conflict"))
+    text = comment(out)
+    assert "belongs to patient" in text and "NATIONAL-123" in text and "LOCAL-7" in text, out[-1500:]
+    # The one local object of the study is still served.
+    assert final_status(out) == "0xB000", out[-1500:]
+    assert_untouched(clean, before, "PatientID conflicts with the local index", final_status(out))
+
+
+def test_destination_unreachable_fetches_nothing(clean: Env) -> None:
+    before = clean.rows()
+    out = clean.move(uid(clean, "down"), destination="GONE")
+    assert final_status(out) == "0xA801", out[-1500:]
+    assert clean.fetches_started(uid(clean, "down")) == 0
+    assert_untouched(clean, before, "destination unreachable", final_status(out))
+
+
+def _move_in_background(env: Env, study: str) -> tuple[threading.Thread, list[Dataset], AE]:
+    """A pynetdicom C-MOVE running in a thread; returns its responses list."""
+    ae = AE(ae_title="CANCELLER")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = ae.associate("127.0.0.1", env.server.port, ae_title="PACSD")
+    assert assoc.is_established
+    keys = Dataset()
+    keys.QueryRetrieveLevel = "STUDY"
+    keys.StudyInstanceUID = study
+    responses: list[Dataset] = []
+
+    def run() -> None:
+        for status, _ in assoc.send_c_move(keys, "DEST", StudyRootQueryRetrieveInformationModelMove, msg_id=7):
+            if status:
+                responses.append(status)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ae.assoc = assoc  # type: ignore[attr-defined]
+    return thread, responses, ae
+
+
+def _wait_for_staged(env: Env, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.suffix == ".dcm" for p in env.staged()):
+            return
+        time.sleep(0.005)
+    raise AssertionError("nothing was staged")
+
+
+def _wait_until_clean(env: Env, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while env.staged() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_client_cancels_mid_fetch(clean: Env) -> None:
+    before = clean.rows()
+    study = uid(clean, "big")
+    thread, responses, ae = _move_in_background(clean, study)
+    _wait_for_staged(clean)
+    assoc = ae.assoc  # type: ignore[attr-defined]
+    cx = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == StudyRootQueryRetrieveInformationModelMove)
+    assoc.send_c_cancel(7, cx.context_id)
+    thread.join(60)
+    assoc.release()
+    assert responses and responses[-1].Status == 0xFE00, [hex(r.Status) for r in responses]
+    assert responses[-1].NumberOfCompletedSuboperations == 0
+    [failed] = [e for e in clean.server.events("fetch_failed") if e["study_uid"] == study][-1:]
+    assert "cancelled by the client" in failed["reason"]
+    assert any(e["study_uid"] == study for e in clean.server.events("fetch_started"))
+    _wait_until_clean(clean)
+    assert_untouched(clean, before, "client cancels mid-fetch", "Cancel (0xFE00)")
+
+
+def test_client_aborts_mid_fetch(clean: Env) -> None:
+    before = clean.rows()
+    study = uid(clean, "big")
+    thread, _, ae = _move_in_background(clean, study)
+    _wait_for_staged(clean)
+    ae.assoc.abort()  # type: ignore[attr-defined]
+    thread.join(60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any("went away" in e["reason"] for e in clean.server.events("fetch_failed") if e["study_uid"] == study):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the fetch did not end when the client aborted")
+    _wait_until_clean(clean)
+    assert_untouched(clean, before, "client aborts the association", "(aborted: no status)")
+
+
+def test_two_clients_one_fetch(clean: Env) -> None:
+    study = uid(clean, "pair")
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(clean.move(study))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(results) == 2
+    assert [final_status(out) for out in results] == ["0x0000", "0x0000"], results
+    assert clean.fetches_started(study) == 1
+    assert len(clean.dest.received()) == 20  # the second copy of each overwrote the first
+
+
+def test_kill9_mid_fetch_then_restart(clean: Env) -> None:
+    before = clean.rows()
+    study = uid(clean, "big")
+    thread, _, ae = _move_in_background(clean, study)
+    _wait_for_staged(clean)
+    clean.server.kill9()
+    thread.join(30)
+    assert clean.staged(), "the crash left staged files (startup must clear them)"
+    clean.server.start()
+    assert clean.server.events("stale_temporaries_removed")
+    assert_untouched(clean, before, "pacsd killed -9 mid-fetch, restarted", "(connection lost)")
+
+
+def test_print_matrix() -> None:
+    """The fault matrix of this run (pytest -s shows it)."""
+    for case, status, effect in MATRIX:
+        print(f"| {case} | {status} | {effect} |")

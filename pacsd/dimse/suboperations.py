@@ -66,11 +66,12 @@ def finish(link: Link, request: Message, field: int, tally: Tally) -> None:
     """The final response for *tally* (PS3.4 C.4.2.1.5, C.4.3.1.4): cancel,
     success, warning if anything failed, failure if nothing could be sent
     because the proxy could not fetch it."""
+    unfetched = tally.unfetched or tally.notes
     if tally.remaining:
         status = statuses.CANCELLED
-    elif not (tally.failed or tally.warning or tally.unfetched):
+    elif not (tally.failed or tally.warning or unfetched):
         status = statuses.SUCCESS
-    elif tally.unfetched and not (tally.completed or tally.warning):
+    elif unfetched and not (tally.completed or tally.warning):
         status = statuses.UNABLE_TO_PERFORM_SUBOPERATIONS
     else:
         status = statuses.SUBOPERATIONS_FAILED
