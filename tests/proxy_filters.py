@@ -12,7 +12,14 @@ GHOST_REAL = "2.25.77770000000000000000000000000000000011"
 GHOST_ANNOUNCED = "2.25.77770000000000000000000000000000000099"
 
 
-def announce_ghost(direction: str, ds: Dataset) -> Dataset | None:
+# Answers about patients with IDs like this never leave the proxy (a site
+# keeping national identifiers out of its workstations' lists).
+HIDDEN_PREFIX = "SECRET-"
+
+
+def test_filter(direction: str, ds: Dataset) -> Dataset | None:
+    if direction == "response" and str(ds.get("PatientID", "")).startswith(HIDDEN_PREFIX):
+        return None
     if direction == "response" and ds.get("SOPInstanceUID") == GHOST_REAL:
         ds.SOPInstanceUID = GHOST_ANNOUNCED
     return ds

@@ -10,6 +10,18 @@ import pytest
 from pacsd.config import ConfigError, load, parse
 from tests.conftest import REPO, Server, free_port, pacsd_cmd
 
+REMOTE = '[remotes.UP]\nhost = "127.0.0.1"\nport = 4242\n'
+
+
+def test_virtual_section(tmp_path: Path) -> None:
+    text = REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.UP]\nretrieve = "get"\nquery_filter = "json:loads"\n'
+    settings = parse(text, "x.toml", tmp_path)
+    assert settings.virtual is not None
+    [upstream] = settings.virtual.upstreams
+    assert (upstream.remote.name, upstream.retrieve, upstream.max_fetches) == ("UP", "get", 2)
+    assert upstream.query_filter is not None and upstream.query_filter_name == "json:loads"
+    assert parse(REMOTE, "x.toml", tmp_path).virtual is None
+
 
 def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(pacsd_cmd("serve", "--config", str(config)), capture_output=True, text=True, timeout=30)
@@ -28,6 +40,13 @@ def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
         ("[bogus]\n", ["bogus", "unknown key"]),
         ("[server]\nworkers = 0\n", ["[server] workers", "between 1 and 64"]),
         ("[server\n", ["not valid TOML"]),
+        ('[virtual]\nupstreams = ["NOPE"]\n', ["[virtual] upstreams", "'NOPE' is not a [remotes] entry"]),
+        ("[virtual]\nupstreams = []\n", ["[virtual] upstreams", "at least one"]),
+        (REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.UP]\nretrieve = "ftp"\n', ["[virtual.UP] retrieve"]),
+        (REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.UP]\nfetch_timeout = 0\n', ["fetch_timeout", "positive"]),
+        (REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.UP]\nquery_filter = "nosuch:fn"\n', ["cannot load"]),
+        (REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.UP]\nquery_filter = "json"\n', ["module:function"]),
+        (REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.OTHER]\n', ["[virtual] OTHER", "unknown key"]),
     ],
 )
 def test_config_error_is_one_line_and_exit_2(tmp_path: Path, text: str, words: list[str]) -> None:

@@ -53,3 +53,24 @@ def test_study_names_one_patient_and_series_one_study(db) -> None:  # type: igno
 def test_foreign_keys_are_enforced(db) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(IntegrityError):
         Study.create(study_uid="9.9", patient=12345)
+
+
+def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    """An index written by schema 1 (before fetch records) opens, gains the
+    fetch table, and keeps its rows."""
+    from pacsd.index.db import SCHEMA_VERSION
+    from pacsd.index.models import Fetch
+
+    path = tmp_path / "index.sqlite"
+    database = open_index(path)
+    Patient.create(patient_id="OLD")
+    database.drop_tables([Fetch])
+    database.execute_sql("PRAGMA user_version = 1")
+    database.close()
+    database = open_index(path)
+    try:
+        assert database.execute_sql("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert Fetch.select().count() == 0
+        assert Patient.get(Patient.patient_id == "OLD")
+    finally:
+        database.close()

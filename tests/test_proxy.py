@@ -28,7 +28,7 @@ upstreams = ["MAINPACS"]
 
 [virtual.MAINPACS]
 response_timeout = 10
-query_filter = "tests.proxy_filters:announce_ghost"
+query_filter = "tests.proxy_filters:test_filter"
 """
 
 
@@ -70,7 +70,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     upstream_port = free_port()
     gone = f'[remotes.GONE]\nhost = "127.0.0.1"\nport = {free_port()}\n'
     server = Server(work, extra_toml=dest.toml() + gone + Orthanc.toml(upstream_port) + VIRTUAL)
-    upstream = Orthanc(work, {"PACSD": server.port}, upstream_port)
+    upstream = Orthanc(work, {"PACSD": server.port, "PACSDGET": free_port()}, upstream_port)
     studies = {
         "remote": _study(3, "PX-REMOTE"),
         "both": _study(2, "PX-BOTH"),
@@ -80,6 +80,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         "midway": _study(4, "PX-MIDWAY"),
         "ghost": _study(3, "PX-GHOST", study_uid=GHOST_STUDY),
         "down": _study(2, "PX-DOWN"),
+        "secret": _study(1, "SECRET-9"),
+        "viaget": _study(3, "PX-VIAGET"),
+        "getmethod": _study(3, "PX-GETMETHOD"),
     }
     studies["ghost"][0].SOPInstanceUID = GHOST_REAL
     studies["ghost"][0].file_meta.MediaStorageSOPInstanceUID = GHOST_REAL
@@ -122,8 +125,52 @@ def test_find_merges_local_and_upstream_and_writes_nothing(clean: Env) -> None:
         assert uid(clean, name) in found, out
     assert found.count(uid(clean, "both")) == 1, "local and upstream copies merged"
     assert {str(r.RetrieveAETitle) for r in responses} == {"PACSD"}
+    assert uid(clean, "secret") not in found, "the query filter dropped it"
     assert clean.rows() == before
     assert clean.staged() == []
+
+
+def test_find_with_upstream_down_answers_locally_with_a_warning(clean: Env) -> None:
+    clean.upstream.stop()
+    try:
+        responses, out = clean.server.findscu("-S", "QueryRetrieveLevel=STUDY", "StudyInstanceUID", extra=("-d",))
+    finally:
+        clean.upstream.start()
+    found = {str(r.StudyInstanceUID) for r in responses}
+    assert uid(clean, "both") in found and uid(clean, "big") not in found
+    assert "0xb000" in out.lower(), out[-1500:]
+    assert "answered from local data only: cannot reach MAINPACS" in out
+    assert clean.server.events("upstream_find_failed")
+
+
+def test_getscu_through_the_proxy(clean: Env, tmp_path: Path) -> None:
+    study = uid(clean, "viaget")
+    result = clean.server.retrieve(
+        "getscu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}", out=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert len(list(tmp_path.iterdir())) == 3
+    assert clean.fetches_started(study) == 1
+
+
+def test_upstream_retrieve_by_c_get(clean: Env, tmp_path: Path) -> None:
+    toml = (
+        clean.dest.toml()
+        + Orthanc.toml(clean.upstream.port)
+        + VIRTUAL.replace("response_timeout = 10", 'response_timeout = 10\nretrieve = "get"')
+    )
+    server = Server(tmp_path, ae_title="PACSDGET", extra_toml=toml).start()
+    try:
+        study = uid(clean, "getmethod")
+        result = server.retrieve(
+            "movescu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}", extra=("-d", "-aem", "DEST")
+        )
+        assert final_status(result.stderr) == "0x0000", result.stderr[-1500:]
+        assert server.stats()["instances"] == 3
+        [started] = server.events("fetch_started")
+        assert started["method"] == "get"
+    finally:
+        server.stop()
 
 
 def test_fetch_then_served_locally_with_upstream_stopped(clean: Env) -> None:
