@@ -21,10 +21,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from pacsd.errors import InvalidQuery
 from pacsd.index.attributes import Model
-from pacsd.virtual.upstream import Cancelled
+from pacsd.virtual.upstream import Cancelled, ClientGone
 from pacsd.wire import command
 from pacsd.wire.command import Command
-from pacsd.wire.link import Link, Message
+from pacsd.wire.link import LINK_ENDED, Link, Message
 
 FIND = {
     PatientRootQueryRetrieveInformationModelFind: Model.PATIENT_ROOT,
@@ -91,8 +91,11 @@ def watch(link: Link, request: Command) -> Callable[[], None]:
     C-CANCEL for *request* (and lets its abort through)."""
 
     def check() -> None:
-        if cancelled(link, request):
-            raise Cancelled
+        try:
+            if cancelled(link, request):
+                raise Cancelled
+        except LINK_ENDED as exc:
+            raise ClientGone(f"{type(exc).__name__}: {exc}") from exc
 
     return check
 

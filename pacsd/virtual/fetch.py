@@ -39,9 +39,18 @@ from pacsd.index.models import Fetch, database
 from pacsd.index.search import text_value
 from pacsd.ingest import Ingest, Received
 from pacsd.virtual.staging import StagedFetch, Staging
-from pacsd.virtual.upstream import SYNTAXES, Cancelled, Session, UpstreamError, Watch, final_status, identifier
+from pacsd.virtual.upstream import (
+    SYNTAXES,
+    Cancelled,
+    ClientGone,
+    Session,
+    UpstreamError,
+    Watch,
+    final_status,
+    identifier,
+)
 from pacsd.wire import command
-from pacsd.wire.link import LINK_ENDED, Message
+from pacsd.wire.link import Message
 
 _log = log.get("pacsd.virtual")
 
@@ -156,8 +165,8 @@ class Proxy:
                             return Shortfall(study_uid, exc.expected, str(exc), exc.cancelled)
                     if expected:
                         return None
-        except Cancelled:
-            return Shortfall(study_uid, 0, "cancelled while waiting for another fetch of this study", True)
+        except Cancelled:  # while waiting for a lock, or asking what the upstream holds
+            return Shortfall(study_uid, 0, "cancelled by the client before the fetch began", True)
         if problems:
             return Shortfall(study_uid, 0, "; ".join(problems))
         return None  # no upstream holds it: what is local is all there is
@@ -186,14 +195,14 @@ class Proxy:
             received = len(staged.objects())
             self._commit(upstream, study_uid, staged, expected, received, start)
         except Cancelled:
-            reason = f"cancelled by the client after {received or len(staged.objects())} of {len(expected)} arrived"
+            reason = f"cancelled by the client after {len(staged.objects())} of {len(expected)} arrived"
             self._failed(upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
             raise FetchFailed(reason, len(expected), cancelled=True) from None
         except (FetchFailed, Refusal) as exc:
             reason = str(exc) if isinstance(exc, FetchFailed) else f"{name}: the fetched study was refused: {exc}"
             self._failed(upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
             raise FetchFailed(reason, len(expected)) from None
-        except LINK_ENDED:
+        except ClientGone:
             self._failed(
                 upstream, study_uid, len(expected), len(staged.objects()), start, "our client went away", fields
             )

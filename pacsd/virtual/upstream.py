@@ -25,7 +25,7 @@ from pynetdicom.presentation import PresentationContext
 from pacsd.config import Upstream
 from pacsd.wire import command, requestor
 from pacsd.wire.command import Command
-from pacsd.wire.link import LINK_ENDED, Link, Message
+from pacsd.wire.link import LINK_ENDED, Aborted, Link, Message
 from pacsd.wire.pdu import ProtocolError
 
 WATCH_INTERVAL = 0.1
@@ -43,6 +43,11 @@ class UpstreamError(Exception):
 
 class Cancelled(Exception):
     """Our client cancelled while the upstream was working."""
+
+
+class ClientGone(Aborted):
+    """Our client's association ended (abort, release, broken connection)
+    while we waited on the upstream; the acceptor closes it as aborted."""
 
 
 def no_watch() -> None:
