@@ -109,11 +109,23 @@ class SubOperations:
         response after each sub-operation; returns the tally, cancelled
         if ``remaining`` is not zero."""
         tally = Tally(len(stored))
+        upcoming = self._prepare(stored[0]) if stored else None
         for n, instance in enumerate(stored):
             if qr.cancelled(self.link, self.request.command):
                 _log.info("retrieve_cancelled", sent=n, remaining=tally.remaining, **self.log_fields)
                 return tally
-            status = self._send(instance, n + 1)
+            prepared = upcoming
+            if isinstance(prepared, tuple):
+                context_id, data = prepared
+                requestor.send_c_store(
+                    self.out, context_id, instance.sop_class_uid, instance.sop_uid, data, n + 1, self.originator
+                )
+            # Read the next file while the peer stores this one.
+            upcoming = self._prepare(stored[n + 1]) if n + 1 < len(stored) else None
+            if isinstance(prepared, tuple):
+                status = requestor.store_response(self.out, n + 1).status
+            else:
+                status = statuses.UNABLE_TO_PROCESS
             if status == statuses.SUCCESS:
                 tally.completed += 1
             elif status in _STORE_WARNINGS:
@@ -128,24 +140,17 @@ class SubOperations:
     def finish(self, tally: Tally) -> None:
         finish(self.link, self.request, self.field, tally)
 
-    def _send(self, instance: StoredInstance, message_id: int) -> int:
-        """One C-STORE sub-operation; its status (0xC000 if it could not be sent)."""
+    def _prepare(self, instance: StoredInstance) -> tuple[int, bytes | memoryview] | None:
+        """(context ID, dataset bytes) to send *instance* with, or None if
+        it cannot be sent (that sub-operation fails)."""
         context_id = self.usable.get((instance.sop_class_uid, instance.transfer_syntax))
         try:
             if context_id is not None:
-                data: bytes | memoryview = memoryview(stored_dataset(self.storage.absolute(instance.path)))
-            else:
-                converted = self._converted(instance)
-                if converted is None:
-                    return statuses.UNABLE_TO_PROCESS
-                context_id, data = converted
+                return context_id, memoryview(stored_dataset(self.storage.absolute(instance.path)))
+            return self._converted(instance)
         except (OSError, ValueError) as exc:  # file gone or damaged: that one fails
             _log.error("retrieve_unreadable", sop_instance_uid=instance.sop_uid, error=str(exc), **self.log_fields)
-            return statuses.UNABLE_TO_PROCESS
-        result = requestor.c_store(
-            self.out, context_id, instance.sop_class_uid, instance.sop_uid, data, message_id, self.originator
-        )
-        return result.status
+            return None
 
     def _converted(self, instance: StoredInstance) -> tuple[int, bytes] | None:
         """The instance re-encoded in an uncompressed syntax the peer took."""

@@ -109,7 +109,7 @@ def release(link: Link) -> None:
         link.sock.close()
 
 
-def c_store(
+def send_c_store(
     link: Link,
     context_id: int,
     sop_class_uid: str,
@@ -117,9 +117,10 @@ def c_store(
     dataset: bytes | memoryview,
     message_id: int,
     originator: tuple[str, int] | None = None,
-) -> StoreResult:
-    """Send one C-STORE-RQ and wait for its response. *originator* is the
-    Move Originator (AE title, Message ID) for C-MOVE sub-operations."""
+) -> None:
+    """Send one C-STORE-RQ (:func:`store_response` waits for its answer).
+    *originator* is the Move Originator (AE title, Message ID) for C-MOVE
+    sub-operations."""
     elements = [
         (command.AFFECTED_SOP_CLASS, "UI", sop_class_uid),
         (command.COMMAND_FIELD, "US", command.C_STORE_RQ),
@@ -132,6 +133,11 @@ def c_store(
         elements.append((command.MOVE_ORIGINATOR_AE, "AE", originator[0]))
         elements.append((command.MOVE_ORIGINATOR_ID, "US", originator[1]))
     link.send(context_id, command.encode(elements), dataset)
+
+
+def store_response(link: Link, message_id: int) -> StoreResult:
+    """The C-STORE-RSP to *message_id*; a C-CANCEL the peer sends meanwhile
+    (C-GET, same association) is noted on the link."""
     message = link.receive()
     while message.command.field == command.C_CANCEL_RQ:  # C-GET: the peer cancels on the same link
         link.note_cancel(message)
