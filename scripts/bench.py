@@ -1,8 +1,8 @@
 """Side-by-side benchmark: pacsd against Orthanc and DCMTK storescp.
 
 Absolute figures on a shared machine wander from run to run, so every peer
-runs the same workloads in one run and the table reports pacsd's ratio to
-each. Every process started here is ended by its own process id.
+runs the same workloads in one run, taking turns, and the table reports the
+median of each and pacsd's ratio to each peer. Every process started here is ended by its own process id.
 
 Run through ``scripts/bench`` (which sets up the venv, dcmtk and orthanc).
 """
@@ -227,34 +227,53 @@ def make_set(root: Path, name: str, studies: int, instances: int, pixel_bytes: i
 
 
 def run(args: argparse.Namespace) -> list[Row]:
+    """Every workload for every peer, *rounds* times; the median of each.
+
+    Peers take turns within each workload, in a rotating order, so a slow
+    spell of the (shared) machine falls on all of them alike.
+    """
     root = Path(tempfile.mkdtemp(prefix="pacsd-bench-"))
-    rows: list[Row] = []
+    samples: dict[tuple[str, str, str], list[float]] = {}
+
+    def sample(peer: str, workload: str, unit: str, value: float) -> None:
+        samples.setdefault((peer, workload, unit), []).append(value)
+
     try:
         small = make_set(root, "small", args.small // 100 or 1, min(100, args.small), args.small_bytes)
         large = make_set(root, "large", 4, max(1, args.large // 4), args.large_bytes)
         move_study = pydicom.dcmread(next(iter(sorted(small.whole.iterdir())))).StudyInstanceUID
         move_count = min(100, args.small)
-        for name in args.peers:
+        for round_ in range(args.rounds):
+            shift = round_ % len(args.peers)
+            order = args.peers[shift:] + args.peers[:shift]
             for data in (small, large):
                 for label, parts in (("1 assoc", [data.whole]), ("4 assoc", data.parts)):
-                    work = Path(tempfile.mkdtemp(dir=root))
-                    with PEERS[name](work, None) as peer:
-                        seconds = ingest(peer, parts)
-                    shutil.rmtree(work)
-                    rows.append(Row(name, f"store {data.name} {label}", data.files / seconds, "inst/s"))
-                    rows.append(Row(name, f"store {data.name} {label} MB/s", data.bytes / seconds / 1e6, "MB/s"))
-            if name == "storescp":
-                continue
-            work = Path(tempfile.mkdtemp(dir=root))
-            with storescp(work, ae_title="DEST") as dest, PEERS[name](work, ("DEST", dest.port)) as peer:
-                ingest(peer, [small.whole])
-                rows.append(Row(name, "C-FIND study median", find_latency(peer, args.queries), "ms"))
-                rate = move_rate(peer, move_study, work / "received", move_count)
-                rows.append(Row(name, f"C-MOVE {move_count}-instance study", rate, "inst/s"))
-            shutil.rmtree(work)
+                    for name in order:
+                        work = Path(tempfile.mkdtemp(dir=root))
+                        with PEERS[name](work, None) as peer:
+                            seconds = ingest(peer, parts)
+                        shutil.rmtree(work)
+                        sample(name, f"store {data.name} {label}", "inst/s", data.files / seconds)
+                        sample(name, f"store {data.name} {label} MB/s", "MB/s", data.bytes / seconds / 1e6)
+            for name in order:
+                if name == "storescp":
+                    continue
+                work = Path(tempfile.mkdtemp(dir=root))
+                with storescp(work, ae_title="DEST") as dest, PEERS[name](work, ("DEST", dest.port)) as peer:
+                    ingest(peer, [small.whole])
+                    sample(name, "C-FIND study median", "ms", find_latency(peer, args.queries))
+                    rate = move_rate(peer, move_study, work / "received", move_count)
+                    sample(name, f"C-MOVE {move_count}-instance study", "inst/s", rate)
+                shutil.rmtree(work)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return rows
+    workloads = list(dict.fromkeys(workload for _, workload, _ in samples))
+    return [
+        Row(peer, workload, statistics.median(values), unit)
+        for workload in workloads
+        for (peer, w, unit), values in samples.items()
+        if w == workload
+    ]
 
 
 def table(rows: list[Row]) -> str:
@@ -291,10 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--large-bytes", type=int, default=512 * 1024, help="pixel bytes per large object")
     p.add_argument("--queries", type=int, default=20, help="C-FIND queries per peer (median)")
     p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
+    p.add_argument("--rounds", type=int, default=3, help="runs of every workload; the table shows medians")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if args.quick:
-        args.small, args.large, args.queries, args.large_bytes = 8, 4, 2, 64 * 1024
+        args.small, args.large, args.queries, args.large_bytes, args.rounds = 8, 4, 2, 64 * 1024, 1
     rows = run(args)
     print(table(rows))
     if args.json:
