@@ -35,7 +35,7 @@ def test_kill_9_during_store_keeps_every_acknowledged_object(tmp_path: Path) -> 
     files = [
         synth.write(synth.ct(patient_id=f"CRASH{i % 7}", pixel_bytes=4096), src / f"{i:04}.dcm") for i in range(COUNT)
     ]
-    server = Server(tmp_path).start()
+    server = Server(tmp_path, extra_toml="workers = 2\n").start()  # workers must die with the supervisor
     try:
         sender = subprocess.Popen(
             ["storescu", "-v", "-aec", server.ae_title, "127.0.0.1", str(server.port), *map(str, files)],

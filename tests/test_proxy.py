@@ -69,7 +69,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     dest = StoreSCP(work)
     upstream_port = free_port()
     gone = f'[remotes.GONE]\nhost = "127.0.0.1"\nport = {free_port()}\n'
-    server = Server(work, extra_toml=dest.toml() + gone + Orthanc.toml(upstream_port) + VIRTUAL)
+    # Two workers: an upstream's C-STOREs for a fetch may reach either one.
+    server = Server(work, extra_toml="workers = 2\n" + dest.toml() + gone + Orthanc.toml(upstream_port) + VIRTUAL)
     upstream = Orthanc(work, {"PACSD": server.port, "PACSDGET": free_port()}, upstream_port)
     studies = {
         "remote": _study(3, "PX-REMOTE"),

@@ -7,10 +7,22 @@ saw "not found" and both created. Here 100 DCMTK clients race for real.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from pacsd import synth
 from tests.conftest import DCMTK_ENV, Server
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """Two worker processes: races between processes, not only threads."""
+    srv = Server(tmp_path, extra_toml="workers = 2\n").start()
+    yield srv
+    srv.stop()
+
 
 CONCURRENT = 100
 

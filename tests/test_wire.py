@@ -168,3 +168,24 @@ def test_truncated_store_is_not_stored(server: Server) -> None:
     assert server.stats()["instances"] == 0
     assert server.temp_files() == []
     server.echoscu()
+
+
+def test_request_on_a_context_of_another_sop_class_aborts_only_that_association(server: Server) -> None:
+    # A C-FIND sent on the context accepted for CT Image Storage.
+    rq = _associate_rq([(1, CT, "1.2.840.10008.1.2")])
+    cmd = command.encode(
+        [
+            (command.AFFECTED_SOP_CLASS, "UI", "1.2.840.10008.5.1.4.1.2.2.1"),
+            (command.COMMAND_FIELD, "US", command.C_FIND_RQ),
+            (command.MESSAGE_ID, "US", 1),
+            (command.DATASET_TYPE, "US", command.HAS_DATASET),
+        ]
+    )
+    identifier = b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY "
+    find = pdu.p_data_header(1, pdu.COMMAND | pdu.LAST, len(cmd)) + cmd
+    find += pdu.p_data_header(1, pdu.LAST, len(identifier)) + identifier
+    answer = _raw(server, rq + find)
+    assert answer.endswith(pdu.fixed(pdu.ABORT, 0, 0, 0))
+    [aborting] = server.events("association_aborting")
+    assert "on a context for CT Image Storage" in aborting["reason"]
+    server.echoscu()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pacsd import log, retrieve
 from pacsd.dimse import qr, statuses
-from pacsd.dimse.suboperations import SubOperations, Tally, finish
+from pacsd.dimse.suboperations import SubOperations, Tally, finish, unfetched
 from pacsd.errors import InvalidQuery
 from pacsd.storage import Storage
 from pacsd.virtual.fetch import Proxy
@@ -25,14 +25,11 @@ def serve_get(link: Link, message: Message, session: Session, storage: Storage, 
         _log.warning("get_refused", reason=str(exc), **where)
         qr.respond(link, message, command.C_GET_RSP, statuses.IDENTIFIER_INVALID, str(exc))
         return
-    unfetched = Tally(0)
+    missing = Tally(0)
     if proxy is not None:
-        shortfalls = proxy.make_local(query, qr.watch(link, message.command), where)
-        unfetched.unfetched = sum(s.expected for s in shortfalls)
-        unfetched.notes = [s.reason for s in shortfalls]
-        if any(s.cancelled for s in shortfalls):
-            unfetched.total, unfetched.unfetched = unfetched.unfetched, 0  # all of it remains
-            finish(link, message, command.C_GET_RSP, unfetched)
+        missing = unfetched(proxy.make_local(query, qr.watch(link, message.command), where))
+        if missing.remaining:  # cancelled while fetching
+            finish(link, message, command.C_GET_RSP, missing)
             return
         stored = retrieve.select(query, model)
     _log.info("get_started", model=model.value, instances=len(stored), **where)
@@ -45,7 +42,7 @@ def serve_get(link: Link, message: Message, session: Session, storage: Storage, 
     }
     suboperations = SubOperations(link, message, command.C_GET_RSP, storage, link, usable, None, where)
     tally = suboperations.run(stored)
-    tally.unfetched, tally.notes = unfetched.unfetched, unfetched.notes
+    tally.unfetched, tally.notes = missing.unfetched, missing.notes
     _log.info(
         "get_done",
         completed=tally.completed,

@@ -8,7 +8,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pacsd import log, retrieve
 from pacsd.config import Remote
 from pacsd.dimse import qr, statuses
-from pacsd.dimse.suboperations import SubOperations, Tally, finish
+from pacsd.dimse.suboperations import SubOperations, Tally, finish, unfetched
 from pacsd.errors import InvalidQuery
 from pacsd.index.search import StoredInstance
 from pacsd.storage import Storage
@@ -71,12 +71,8 @@ def serve_move(
         if probe is None:
             return
         requestor.release(probe)
-        shortfalls = proxy.make_local(query, qr.watch(link, request), fields)
-        tally.unfetched = sum(s.expected for s in shortfalls)
-        tally.notes = [s.reason for s in shortfalls]
-        if any(s.cancelled for s in shortfalls):
-            tally.total = tally.unfetched  # all of it remains
-            tally.unfetched = 0
+        tally = unfetched(proxy.make_local(query, qr.watch(link, request), fields))
+        if tally.remaining:  # cancelled while fetching
             finish(link, message, command.C_MOVE_RSP, tally)
             return
         stored = retrieve.select(query, model)

@@ -25,6 +25,7 @@ from pacsd.virtual.upstream import Cancelled, ClientGone
 from pacsd.wire import command
 from pacsd.wire.command import Command
 from pacsd.wire.link import LINK_ENDED, Link, Message
+from pacsd.wire.pdu import ProtocolError
 
 FIND = {
     PatientRootQueryRetrieveInformationModelFind: Model.PATIENT_ROOT,
@@ -42,7 +43,12 @@ SOP_CLASSES = [*FIND, *MOVE, *GET]
 
 
 def model(message: Message, models: dict[str, Model]) -> Model:
-    return models[str(message.context.abstract_syntax)]
+    """The information model of the request's context; a request on a
+    context of another SOP class breaks the protocol."""
+    abstract = str(message.context.abstract_syntax)
+    if abstract not in models:
+        raise ProtocolError(f"command 0x{message.command.field:04X} on a context for {UID(abstract).name}")
+    return models[abstract]
 
 
 def identifier(message: Message) -> Dataset:

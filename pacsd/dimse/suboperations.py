@@ -20,6 +20,7 @@ from pacsd.dimse import qr, statuses
 from pacsd.index.search import StoredInstance
 from pacsd.ingest import stored_dataset
 from pacsd.storage import Storage
+from pacsd.virtual.fetch import Shortfall
 from pacsd.wire import command, requestor
 from pacsd.wire.link import Link, Message
 
@@ -60,6 +61,16 @@ class Tally:
         ds = Dataset()
         ds.FailedSOPInstanceUIDList = self.failed_uids
         return ds
+
+
+def unfetched(shortfalls: list[Shortfall]) -> Tally:
+    """What the caching proxy could not fetch, as counts and comments for
+    the final response. If the client cancelled, all of it remains (the
+    tally then reads as cancelled)."""
+    tally = Tally(0, unfetched=sum(s.expected for s in shortfalls), notes=[s.reason for s in shortfalls])
+    if any(s.cancelled for s in shortfalls):
+        tally.total, tally.unfetched = tally.unfetched, 0
+    return tally
 
 
 def finish(link: Link, request: Message, field: int, tally: Tally) -> None:

@@ -164,6 +164,12 @@ class Acceptor:
             _log.warning("association_aborting", reason="network timeout", **session.fields())
             link.abort()
             return "aborted"
+        except OSError:
+            raise  # the connection is gone: serve() logs it
+        except Exception:  # a bug in a service: this association ends, the server keeps serving
+            _log.exception("association_aborting", reason="internal error", **session.fields())
+            link.abort()
+            return "aborted"
 
 
 def user_information() -> list[Any]:
