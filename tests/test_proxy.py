@@ -202,10 +202,10 @@ def test_fetch_then_served_locally_with_upstream_stopped(clean: Env) -> None:
 MATRIX: list[tuple[str, str, str]] = []  # (case, status the client saw, comment), for the closing note
 
 
-def assert_untouched(env: Env, before: tuple[int, ...], case: str, status: str) -> None:
+def assert_untouched(env: Env, before: tuple[int, ...], case: str, status: str, said: str = "") -> None:
     assert env.rows() == before, f"{case}: index rows changed"
     assert env.staged() == [], f"{case}: staged files left: {env.staged()}"
-    MATRIX.append((case, status, "rows +0, staged 0"))
+    MATRIX.append((case, f"{status} {said}".strip(), "+0 | 0"))
 
 
 def final_status(out: str) -> str:
@@ -230,7 +230,7 @@ def test_upstream_down(clean: Env) -> None:
         clean.upstream.start()
     assert final_status(out) == "0xA702", out[-1500:]
     assert "cannot reach MAINPACS" in comment(out)
-    assert_untouched(clean, before, "upstream down", final_status(out))
+    assert_untouched(clean, before, "upstream down", final_status(out), comment(out))
 
 
 def test_upstream_refuses_our_ae_title(clean: Env, tmp_path: Path) -> None:
@@ -248,7 +248,8 @@ def test_upstream_refuses_our_ae_title(clean: Env, tmp_path: Path) -> None:
         assert "MAINPACS" in comment(result.stderr), comment(result.stderr)
         assert stranger.stats()["instances"] == 0
         assert not [p for p in (stranger.data_dir / "staging").rglob("*.dcm")]
-        MATRIX.append(("upstream refuses pacsd's AE", final_status(result.stderr), "rows +0, staged 0"))
+        said = f"{final_status(result.stderr)} {comment(result.stderr)}"
+        MATRIX.append(("upstream refuses pacsd's AE", said, "+0 | 0"))
     finally:
         stranger.stop()
 
@@ -259,7 +260,7 @@ def test_upstream_move_fails_midway(clean: Env) -> None:
     assert final_status(out) == "0xA702", out[-1500:]
     assert "ended the C-MOVE with 0x" in comment(out), comment(out)
     assert clean.dest.received() == []
-    assert_untouched(clean, before, "upstream C-MOVE fails midway", final_status(out))
+    assert_untouched(clean, before, "upstream C-MOVE fails midway", final_status(out), comment(out))
 
 
 def test_upstream_sends_fewer_objects_than_it_announced(clean: Env) -> None:
@@ -267,7 +268,7 @@ def test_upstream_sends_fewer_objects_than_it_announced(clean: Env) -> None:
     out = clean.move(GHOST_STUDY)
     assert final_status(out) == "0xA702", out[-1500:]
     assert "sent 2 of 3 objects" in comment(out), comment(out)
-    assert_untouched(clean, before, "upstream sends fewer than announced", final_status(out))
+    assert_untouched(clean, before, "upstream sends fewer than announced", final_status(out), comment(out))
 
 
 def test_identity_conflict_refuses_the_whole_fetch(clean: Env) -> None:
@@ -277,7 +278,7 @@ def test_identity_conflict_refuses_the_whole_fetch(clean: Env) -> None:
     assert "belongs to patient" in text and "NATIONAL-123" in text and "LOCAL-7" in text, out[-1500:]
     # The one local object of the study is still served.
     assert final_status(out) == "0xB000", out[-1500:]
-    assert_untouched(clean, before, "PatientID conflicts with the local index", final_status(out))
+    assert_untouched(clean, before, "PatientID conflicts with the local index", final_status(out), text)
 
 
 def test_destination_unreachable_fetches_nothing(clean: Env) -> None:
@@ -285,7 +286,7 @@ def test_destination_unreachable_fetches_nothing(clean: Env) -> None:
     out = clean.move(uid(clean, "down"), destination="GONE")
     assert final_status(out) == "0xA801", out[-1500:]
     assert clean.fetches_started(uid(clean, "down")) == 0
-    assert_untouched(clean, before, "destination unreachable", final_status(out))
+    assert_untouched(clean, before, "destination unreachable", final_status(out), comment(out))
 
 
 def _move_in_background(env: Env, study: str) -> tuple[threading.Thread, list[Dataset], AE]:
@@ -341,7 +342,8 @@ def test_client_cancels_mid_fetch(clean: Env) -> None:
     assert "cancelled by the client" in failed["reason"]
     assert any(e["study_uid"] == study for e in clean.server.events("fetch_started"))
     _wait_until_clean(clean)
-    assert_untouched(clean, before, "client cancels mid-fetch", "Cancel (0xFE00)")
+    said = f"0xFE00 (remaining {responses[-1].NumberOfRemainingSuboperations}, completed 0)"
+    assert_untouched(clean, before, "client cancels mid-fetch", said)
 
 
 def test_client_aborts_mid_fetch(clean: Env) -> None:
@@ -391,5 +393,6 @@ def test_kill9_mid_fetch_then_restart(clean: Env) -> None:
 
 def test_print_matrix() -> None:
     """The fault matrix of this run (pytest -s shows it)."""
+    print("\n| case | client saw | rows added | staged files left |")
     for case, status, effect in MATRIX:
         print(f"| {case} | {status} | {effect} |")
