@@ -34,8 +34,7 @@ from pacsd import log
 from pacsd.config import Settings, Upstream
 from pacsd.dimse import statuses
 from pacsd.errors import Refusal
-from pacsd.index.db import reading
-from pacsd.index.models import Fetch, database
+from pacsd.index import fetches
 from pacsd.index.search import text_value
 from pacsd.ingest import Ingest, Received
 from pacsd.virtual.staging import StagedFetch, Staging
@@ -105,7 +104,7 @@ class Proxy:
         client's link raised if it went away."""
         studies, shortfalls = self._studies(query, watch, where)
         for study_uid in studies:
-            if self._fetched(study_uid):
+            if fetches.fetched_whole(study_uid):
                 continue
             shortfall = self._make_study_local(study_uid, watch, where)
             if shortfall is not None:
@@ -142,16 +141,12 @@ class Proxy:
                 shortfalls.append(Shortfall("", 0, f"cannot ask {upstream.remote.name} for the studies: {exc}"))
         return studies, shortfalls
 
-    def _fetched(self, study_uid: str) -> bool:
-        with reading():
-            return bool(Fetch.select().where(Fetch.study_uid == study_uid, Fetch.outcome == "done").exists())
-
     def _make_study_local(self, study_uid: str, watch: Watch, where: dict[str, Any]) -> Shortfall | None:
         problems = []
         longest = max(u.fetch_timeout for u in self.upstreams)
         try:
             with self.staging.study_lock(study_uid, watch, longest):
-                if self._fetched(study_uid):  # another client's fetch, which we waited for
+                if fetches.fetched_whole(study_uid):  # another client's fetch, which we waited for
                     return None
                 for upstream in self.upstreams:
                     name = upstream.remote.name
@@ -181,7 +176,7 @@ class Proxy:
         expected = self._survey(upstream, study_uid, watch, deadline)
         if not expected:
             return 0
-        if set(expected) <= self._local_sops(study_uid):
+        if set(expected) <= fetches.stored_sops(study_uid):
             return len(expected)
         fields = {"upstream": name, "study_uid": study_uid, "expected": len(expected), **where}
         _log.info("fetch_started", method=upstream.retrieve, **fields)
@@ -240,15 +235,6 @@ class Proxy:
                     if sop:
                         expected[sop] = text_value(ds.get("SOPClassUID")).strip()
         return expected
-
-    def _local_sops(self, study_uid: str) -> set[str]:
-        with reading():
-            rows = database.execute_sql(
-                "SELECT i.sop_uid FROM instance i JOIN series se ON i.series_pk = se.id"
-                " JOIN study st ON se.study_pk = st.id WHERE st.study_uid = ?",
-                (study_uid,),
-            )
-            return {row[0] for row in rows}
 
     def _retrieve(
         self, upstream: Upstream, study_uid: str, staged: StagedFetch, expected: dict[str, str], watch: Watch,
@@ -325,10 +311,7 @@ class Proxy:
             raise FetchFailed(f"{name} sent {len(unexpected)} object(s) it had not announced, e.g. {unexpected[0]}")
 
         def record() -> None:
-            Fetch.create(
-                study_uid=study_uid, upstream=name, outcome="done", expected=len(expected), received=received,
-                seconds=time.monotonic() - start, detail="",
-            )  # fmt: skip
+            fetches.record(study_uid, name, True, len(expected), received, time.monotonic() - start, "")
 
         self.ingest.store_all(files, study_uid, record)
 
@@ -341,10 +324,7 @@ class Proxy:
                      **fields)  # fmt: skip
 
         def record() -> None:
-            Fetch.create(
-                study_uid=study_uid, upstream=upstream.remote.name, outcome="failed", expected=expected,
-                received=received, seconds=seconds, detail=reason,
-            )  # fmt: skip
+            fetches.record(study_uid, upstream.remote.name, False, expected, received, seconds, reason)
 
         try:
             self.ingest.writer.submit(record, lambda _: None).result()
