@@ -4,7 +4,10 @@ every case ends with no new index row and no staged file."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -362,6 +365,44 @@ def test_client_aborts_mid_fetch(clean: Env) -> None:
         raise AssertionError("the fetch did not end when the client aborted")
     _wait_until_clean(clean)
     assert_untouched(clean, before, "client aborts the association", "(aborted: no status)")
+
+
+def test_upstream_goes_silent_mid_fetch(clean: Env, tmp_path: Path) -> None:
+    """The upstream stops answering (SIGSTOP) mid-fetch: response_timeout."""
+    toml = (
+        clean.dest.toml()
+        + Orthanc.toml(clean.upstream.port)
+        + VIRTUAL.replace("response_timeout = 10", 'response_timeout = 2\nretrieve = "get"')
+    )
+    server = Server(tmp_path, ae_title="PACSDGET", extra_toml=toml).start()
+    assert clean.upstream.proc is not None
+    try:
+        result: list[subprocess.CompletedProcess[str]] = []
+        study = uid(clean, "big")
+        mover = threading.Thread(
+            target=lambda: result.append(
+                server.retrieve("movescu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}",
+                                extra=("-d", "-aem", "DEST"))
+            )
+        )  # fmt: skip
+        mover.start()
+        staging = server.data_dir / "staging"
+        deadline = time.monotonic() + 30
+        while not any(staging.glob("fetch-*/*.dcm")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(clean.upstream.proc.pid, signal.SIGSTOP)
+        try:
+            mover.join(60)
+        finally:
+            os.kill(clean.upstream.proc.pid, signal.SIGCONT)
+        out = result[0].stderr
+        assert final_status(out) == "0xA702", out[-1500:]
+        assert "sent nothing for 2 s" in comment(out), comment(out)
+        assert server.stats()["instances"] == 0
+        assert not [p for p in staging.rglob("*") if p.is_file() and "locks" not in p.parts]
+        MATRIX.append(("upstream silent mid-fetch (timeout)", f"{final_status(out)} {comment(out)}", "+0 | 0"))
+    finally:
+        server.stop()
 
 
 def test_two_clients_one_fetch(clean: Env) -> None:

@@ -30,7 +30,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from pacsd import log
+from pacsd import log, uid
 from pacsd.config import Settings, Upstream
 from pacsd.dimse import statuses
 from pacsd.errors import Refusal
@@ -118,7 +118,7 @@ class Proxy:
         for its patient."""
         named = [u.strip() for u in text_value(query.get("StudyInstanceUID")).split("\\") if u.strip()]
         if named and not any(c in u for u in named for c in "*?"):
-            return named, []
+            return [u for u in named if uid.is_valid(u)], []  # a malformed UID matches nothing anywhere
         patient_id = text_value(query.get("PatientID")).strip()
         if not patient_id:
             return [], []
@@ -133,9 +133,9 @@ class Proxy:
         for upstream in self.upstreams:
             try:
                 for ds in self.find(upstream, keys, watch, time.monotonic() + upstream.fetch_timeout):
-                    uid = text_value(ds.get("StudyInstanceUID")).strip()
-                    if uid and uid not in studies:
-                        studies.append(uid)
+                    study_uid = text_value(ds.get("StudyInstanceUID")).strip()
+                    if uid.is_valid(study_uid) and study_uid not in studies:
+                        studies.append(study_uid)
             except UpstreamError as exc:
                 _log.warning("upstream_find_failed", upstream=upstream.remote.name, reason=str(exc), **where)
                 shortfalls.append(Shortfall("", 0, f"cannot ask {upstream.remote.name} for the studies: {exc}"))
