@@ -134,7 +134,7 @@ def check_port_free(settings: Settings) -> None:
     workers bind it with SO_REUSEPORT (which another pacsd could share),
     and before anything in the data dir is touched."""
     probe = socket.socket()
-    # Like pynetdicom's own bind: connections in TIME_WAIT do not count.
+    # Like the server's own bind: connections in TIME_WAIT do not count.
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         _retry(lambda: probe.bind((settings.server.host, settings.server.port)))
@@ -145,7 +145,7 @@ def check_port_free(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings, shared: bool) -> None:
-    """One serving process: its own AE, index writer and connections."""
+    """One serving process: its own acceptor, index writer and connections."""
     logger = log.get()
     archive = Archive(settings)
     archive.start()

@@ -1,9 +1,10 @@
 """Worker processes: several pacsd processes serve one port.
 
-pynetdicom runs every association in a thread of one Python process, so a
-busy server is bound to one core by the GIL. The supervisor forks
-`workers` children after the archive is prepared; each builds its own AE
-and index writer and binds the port with SO_REUSEPORT. SQLite's write lock
+Every association runs in a thread of one Python process, which the GIL
+binds to one core; with many concurrent senders of large objects more
+processes help (`[server] workers`). The supervisor forks `workers`
+children after the archive is prepared; each builds its own acceptor and
+index writer and binds the port with SO_REUSEPORT. SQLite's write lock
 (BEGIN IMMEDIATE) orders the writers of all processes; the UNIQUE
 constraints decide races between them exactly as between threads.
 """

@@ -7,10 +7,6 @@ A700-A7FF); the README lists them.
 
 from __future__ import annotations
 
-from pydicom import config as pydicom_config
-from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
-
 from pacsd import errors
 from pacsd.ingest import Result
 
@@ -53,13 +49,3 @@ def store_refusal_code(refusal: errors.Refusal) -> int:
         if cls in STORE_REFUSALS:
             return STORE_REFUSALS[cls]
     return PROCESSING_FAILURE
-
-
-def status(code: int, comment: str = "") -> Dataset:
-    ds = Dataset()
-    ds.Status = code
-    if comment:
-        # Error Comment is LO (64 chars); a comment naming two patient keys
-        # and a UID needs more, and DCMTK and pynetdicom read it whole.
-        ds[0x00000902] = DataElement(0x00000902, "LO", comment, validation_mode=pydicom_config.IGNORE)
-    return ds

@@ -136,7 +136,9 @@ def response(
     has_dataset: bool = False,
 ) -> bytes:
     """The response command set to *request*: its SOP class and instance,
-    the Message ID it answers, *status* and (if given) an Error Comment."""
+    the Message ID it answers, *status* and (if given) an Error Comment.
+    The comment is not cut to LO's 64 characters: one naming two patient
+    keys and a UID needs more, and DCMTK and pynetdicom read it whole."""
     elements: list[tuple[int, str, Any]] = [
         (AFFECTED_SOP_CLASS, "UI", request.text(AFFECTED_SOP_CLASS)),
         (COMMAND_FIELD, "US", field),
