@@ -34,6 +34,8 @@ from pacsd.index import identity
 from pacsd.index.identity import Linked, Placement
 from pacsd.index.writer import IndexWriter
 from pacsd.storage import Storage, fsync_dir
+from pacsd.wire import command
+from pacsd.wire.link import Message
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,19 @@ class Ingest:
             return stored_dataset(self.storage.absolute(relative)) == dataset
         except (OSError, ValueError):
             return False
+
+
+def received_from_message(message: Message, source_ae: str) -> Received:
+    """A C-STORE request as it came off the wire: its dataset bytes in the
+    context's transfer syntax, with the UIDs its command names."""
+    request = message.command
+    return Received(
+        dataset=message.dataset or b"",
+        transfer_syntax=str(message.context.transfer_syntax[0]),
+        sop_class_uid=request.text(command.AFFECTED_SOP_CLASS),
+        sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE),
+        source_ae=source_ae,
+    )
 
 
 def received_from_file(path: Path) -> Received:

@@ -4,12 +4,9 @@ models, reading the identifier, answering, and noticing C-CANCEL."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from io import BytesIO
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
-from pynetdicom.dsutils import decode, encode
-from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -22,7 +19,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pacsd.errors import InvalidQuery
 from pacsd.index.attributes import Model
 from pacsd.virtual.upstream import Cancelled, ClientGone
-from pacsd.wire import command
+from pacsd.wire import command, dataset
 from pacsd.wire.command import Command
 from pacsd.wire.link import LINK_ENDED, Link, Message
 from pacsd.wire.pdu import ProtocolError
@@ -55,26 +52,14 @@ def identifier(message: Message) -> Dataset:
     """The request identifier, decoded; a decoding failure is InvalidQuery."""
     if not message.dataset:
         raise InvalidQuery("the request has no identifier")
-    syntax = UID(str(message.context.transfer_syntax[0]))
     try:
-        ds = decode(BytesIO(message.dataset), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+        ds = dataset.decode(message.dataset, dataset.syntax_of(message.context))
         # Decode every element now, so bad values fail here and not mid-query.
         for _ in ds:
             pass
     except Exception as exc:
         raise InvalidQuery(f"identifier cannot be decoded: {exc}") from None
     return ds
-
-
-def encoded(ds: Dataset, context: PresentationContext) -> bytes:
-    return encoded_in(ds, UID(str(context.transfer_syntax[0])))
-
-
-def encoded_in(ds: Dataset, syntax: UID) -> bytes:
-    data = encode(ds, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
-    if data is None:
-        raise ValueError("response identifier cannot be encoded")
-    return data
 
 
 def respond(
@@ -87,7 +72,7 @@ def respond(
     counts: list[tuple[int, str, int]] | None = None,
 ) -> None:
     """Send one response to *message*, with an identifier if given."""
-    data = encoded(identifier, message.context) if identifier is not None else None
+    data = dataset.encode(identifier, dataset.syntax_of(message.context)) if identifier is not None else None
     cmd = command.response(message.command, field, status, comment, counts, has_dataset=data is not None)
     link.send(int(message.context.context_id or 0), cmd, data)
 

@@ -8,7 +8,7 @@ from typing import Any
 from pacsd import log
 from pacsd.dimse import statuses
 from pacsd.errors import Refusal
-from pacsd.ingest import Ingest, Received
+from pacsd.ingest import Ingest, Received, received_from_message
 from pacsd.virtual.fetch import Proxy
 from pacsd.wire import command
 from pacsd.wire.acceptor import Session
@@ -49,34 +49,13 @@ def store(ingest: Ingest, received: Received, where: dict[str, Any]) -> tuple[in
     return code, outcome.comment
 
 
-def stage(proxy: Proxy, message_id: int, received: Received, where: dict[str, Any]) -> tuple[int, str]:
-    """Keep an arrival of a proxy fetch in staging; the (status, comment)."""
-    try:
-        proxy.staging.stage(message_id, received.source_ae, received)
-    except Refusal as refusal:
-        code = statuses.store_refusal_code(refusal)
-        _log.warning("stage_refused", sop_instance_uid=received.sop_instance_uid, status=f"0x{code:04X}",
-                     reason=str(refusal), fetch=message_id, **where)  # fmt: skip
-        return code, str(refusal)
-    except Exception as exc:
-        _log.exception("stage_failed", sop_instance_uid=received.sop_instance_uid, fetch=message_id, **where)
-        return statuses.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
-    return statuses.SUCCESS, ""
-
-
 def serve_store(link: Link, message: Message, session: Session, ingest: Ingest, proxy: Proxy | None) -> None:
     request = message.command
-    received = Received(
-        dataset=message.dataset or b"",
-        transfer_syntax=str(message.context.transfer_syntax[0]),
-        sop_class_uid=request.text(command.AFFECTED_SOP_CLASS),
-        sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE),
-        source_ae=session.calling_ae,
-    )
+    received = received_from_message(message, session.calling_ae)
     originator = (request.text(command.MOVE_ORIGINATOR_AE), request.us(command.MOVE_ORIGINATOR_ID))
     fetch = proxy.fetch_arrival(*originator, session.calling_ae) if proxy is not None else None
     if proxy is not None and fetch is not None:  # an upstream answering our C-MOVE: staged, not indexed
-        code, comment = stage(proxy, fetch, received, session.fields())
+        code, comment = proxy.stage_arrival(fetch, received, session.fields())
     else:
         code, comment = store(ingest, received, session.fields())
     link.send(int(message.context.context_id or 0), command.response(request, command.C_STORE_RSP, code, comment))

@@ -21,7 +21,7 @@ from pacsd.index.search import StoredInstance
 from pacsd.ingest import stored_dataset
 from pacsd.storage import Storage
 from pacsd.virtual.fetch import Shortfall
-from pacsd.wire import command, requestor
+from pacsd.wire import command, dataset, requestor
 from pacsd.wire.link import Link, Message
 
 _log = log.get("pacsd.retrieve")
@@ -173,5 +173,5 @@ class SubOperations:
         for syntax, context_id in sorted(offered.items()):
             if not UID(syntax).is_compressed:
                 ds = retrieve.load(self.storage, instance)
-                return context_id, qr.encoded_in(ds, UID(syntax))
+                return context_id, dataset.encode(ds, UID(syntax))
         return None

@@ -36,7 +36,7 @@ from pacsd.dimse import statuses
 from pacsd.errors import Refusal
 from pacsd.index import fetches
 from pacsd.index.search import text_value
-from pacsd.ingest import Ingest, Received
+from pacsd.ingest import Ingest, Received, received_from_message
 from pacsd.virtual.staging import StagedFetch, Staging
 from pacsd.virtual.upstream import (
     SYNTAXES,
@@ -46,7 +46,7 @@ from pacsd.virtual.upstream import (
     UpstreamError,
     Watch,
     final_status,
-    identifier,
+    outgoing,
 )
 from pacsd.wire import command
 from pacsd.wire.link import Message
@@ -95,6 +95,22 @@ class Proxy:
         if originator_ae == self.ae_title and calling_ae in self._upstream_aes and originator_id:
             return originator_id
         return None
+
+    def stage_arrival(self, message_id: int, received: Received, where: dict[str, Any]) -> tuple[int, str]:
+        """Keep an arrival of fetch *message_id* in staging (C-MOVE arrivals
+        on any association, C-GET ones on the fetch's); the (status, error
+        comment) to answer the upstream with."""
+        try:
+            self.staging.stage(message_id, received.source_ae, received)
+        except Refusal as refusal:
+            code = statuses.store_refusal_code(refusal)
+            _log.warning("stage_refused", sop_instance_uid=received.sop_instance_uid, status=f"0x{code:04X}",
+                         reason=str(refusal), fetch=message_id, **where)  # fmt: skip
+            return code, str(refusal)
+        except Exception as exc:  # a bug: answer, log; the fetch then misses this object and fails
+            _log.exception("stage_failed", sop_instance_uid=received.sop_instance_uid, fetch=message_id, **where)
+            return statuses.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
+        return statuses.SUCCESS, ""
 
     # -- retrieves ---------------------------------------------------------
 
@@ -262,7 +278,8 @@ class Proxy:
             final: Message | None = None
             for message in session.responses(message_id, watch):
                 if message.command.field == command.C_STORE_RQ:
-                    self._stage(session, staged, message)
+                    received = received_from_message(message, upstream.remote.ae_title)
+                    session.answer_store(message, *self.stage_arrival(staged.message_id, received, {"upstream": name}))
                 else:
                     final = message
         assert final is not None
@@ -275,23 +292,6 @@ class Proxy:
                 f"{name} ended the C-{upstream.retrieve.upper()} with 0x{status:04X} (completed {counts['completed']}, "
                 f"failed {counts['failed']}, warning {counts['warning']}){detail}"
             )
-
-    def _stage(self, session: Session, staged: StagedFetch, message: Message) -> None:
-        """A C-STORE the upstream sent on the C-GET association."""
-        request = message.command
-        received = Received(
-            dataset=message.dataset or b"",
-            transfer_syntax=str(message.context.transfer_syntax[0]),
-            sop_class_uid=request.text(command.AFFECTED_SOP_CLASS),
-            sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE),
-            source_ae=session.upstream.remote.ae_title,
-        )
-        try:
-            self.staging.stage(staged.message_id, session.upstream.remote.ae_title, received)
-        except Refusal as refusal:
-            session.answer_store(message, statuses.store_refusal_code(refusal), str(refusal))
-            return
-        session.answer_store(message, statuses.SUCCESS)
 
     def _commit(
         self, upstream: Upstream, study_uid: str, staged: StagedFetch, expected: dict[str, str], received: int,
@@ -340,22 +340,6 @@ class Proxy:
 
 
 def _find(session: Session, keys: Dataset, watch: Watch) -> list[Dataset]:
-    """One C-FIND on an open session, through the upstream's query filter."""
-    query_filter = session.upstream.query_filter
-    if query_filter is not None:
-        keys = query_filter("query", keys)
-        if keys is None:
-            return []
-    message_id = session.request(FIND, command.C_FIND_RQ, keys)
-    found = []
-    for message in session.responses(message_id, watch):
-        status, comment = final_status(message)
-        if status in (0xFF00, 0xFF01):
-            ds = identifier(message)
-            if query_filter is not None:
-                ds = query_filter("response", ds)
-            if ds is not None:
-                found.append(ds)
-        elif status != statuses.SUCCESS:
-            raise UpstreamError(f"{session.name} answered the C-FIND with 0x{status:04X} {comment}".rstrip())
-    return found
+    """One Study Root C-FIND on an open session, through the query filter."""
+    query = outgoing(session.upstream, keys)
+    return [] if query is None else list(session.find(FIND, query, watch))

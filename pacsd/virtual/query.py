@@ -18,11 +18,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from pacsd import log
-from pacsd.dimse import statuses
 from pacsd.index.attributes import Model
 from pacsd.virtual.fetch import Proxy
-from pacsd.virtual.upstream import PENDING, SYNTAXES, Session, UpstreamError, Watch, final_status, identifier
-from pacsd.wire import command
+from pacsd.virtual.upstream import SYNTAXES, Session, UpstreamError, Watch, outgoing
 
 _log = log.get("pacsd.virtual")
 
@@ -40,29 +38,16 @@ def upstream_matches(
     upstream that fails adds to *problems* and is skipped."""
     for upstream in proxy.upstreams:
         name = upstream.remote.name
-        keys: Dataset = query
-        if upstream.query_filter is not None:
-            filtered = upstream.query_filter("query", Dataset(query))
-            if filtered is None:
-                continue
-            keys = filtered
+        keys = outgoing(upstream, query)
+        if keys is None:
+            continue  # the filter keeps this query from this upstream
         deadline = time.monotonic() + upstream.fetch_timeout
         abstract = FIND[model]
         try:
             with Session.open(upstream, proxy.ae_title, [build_context(abstract, SYNTAXES)], deadline) as session:
-                message_id = session.request(abstract, command.C_FIND_RQ, keys)
-                for message in session.responses(message_id, watch):
-                    status, comment = final_status(message)
-                    if status not in PENDING:
-                        if status != statuses.SUCCESS:
-                            raise UpstreamError(f"{name} answered 0x{status:04X} {comment}".rstrip())
-                        break
-                    response: Dataset | None = identifier(message)
-                    if upstream.query_filter is not None:
-                        response = upstream.query_filter("response", response)
-                    if response is not None:
-                        response.RetrieveAETitle = proxy.ae_title
-                        yield response
+                for response in session.find(abstract, keys, watch):
+                    response.RetrieveAETitle = proxy.ae_title
+                    yield response
         except UpstreamError as exc:
             _log.warning("upstream_find_failed", upstream=name, reason=str(exc), **where)
             problems.append(str(exc))

@@ -10,20 +10,19 @@ client's abort through.
 
 from __future__ import annotations
 
+import itertools
 import select
 import time
 from collections.abc import Callable, Iterator
-from io import BytesIO
 from types import TracebackType
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom.dsutils import decode, encode
 from pynetdicom.presentation import PresentationContext
 
 from pacsd.config import Upstream
-from pacsd.wire import command, requestor
+from pacsd.wire import command, dataset, requestor
 from pacsd.wire.command import Command
 from pacsd.wire.link import LINK_ENDED, Aborted, Link, Message
 from pacsd.wire.pdu import ProtocolError
@@ -114,10 +113,10 @@ class Session:
             (command.DATASET_TYPE, "US", command.HAS_DATASET),
             *(extra or []),
         ]
-        syntax = UID(str(cx.transfer_syntax[0]))
-        data = encode(identifier, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
-        if data is None:
-            raise UpstreamError("the request identifier cannot be encoded")
+        try:
+            data = dataset.encode(identifier, dataset.syntax_of(cx))
+        except ValueError as exc:
+            raise UpstreamError(f"the request identifier cannot be sent: {exc}") from None
         self._contexts[message_id] = int(cx.context_id or 0)
         self.link.send(self._contexts[message_id], command.encode(sorted(elements)), data)
         return message_id
@@ -176,6 +175,23 @@ class Session:
         )
         self.link.send(self._contexts[message_id], cancel)
 
+    def find(self, abstract_syntax: str, keys: Dataset, watch: Watch) -> Iterator[Dataset]:
+        """One C-FIND on this association, its answers passed through the
+        upstream's query filter; *keys* have been through :func:`outgoing`."""
+        message_id = self.request(abstract_syntax, command.C_FIND_RQ, keys)
+        query_filter = self.upstream.query_filter
+        for message in self.responses(message_id, watch):
+            status, comment = final_status(message)
+            if status not in PENDING:
+                if status != 0x0000:
+                    raise UpstreamError(f"{self.name} answered the C-FIND with 0x{status:04X} {comment}".rstrip())
+                return
+            response: Dataset | None = identifier(message)
+            if query_filter is not None:
+                response = query_filter("response", response)
+            if response is not None:
+                yield response
+
     def answer_store(self, request: Message, status: int, comment: str = "") -> None:
         """Answer a C-STORE the upstream sent on this association (C-GET)."""
         rsp = command.response(request.command, command.C_STORE_RSP, status, comment)
@@ -185,8 +201,7 @@ class Session:
 def identifier(message: Message) -> Dataset:
     if not message.dataset:
         return Dataset()
-    syntax = UID(str(message.context.transfer_syntax[0]))
-    return decode(BytesIO(message.dataset), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    return dataset.decode(message.dataset, dataset.syntax_of(message.context))
 
 
 def final_status(message: Message) -> tuple[int, str]:
@@ -194,15 +209,13 @@ def final_status(message: Message) -> tuple[int, str]:
     return cmd.us(command.STATUS, 0xFFFF), cmd.text(command.ERROR_COMMENT)
 
 
-class _Ids:
-    """Message IDs for our requests (1-65535, wrapping)."""
-
-    def __init__(self) -> None:
-        self._n = 0
-
-    def __next__(self) -> int:
-        self._n = self._n % 65535 + 1
-        return self._n
+def outgoing(upstream: Upstream, keys: Dataset) -> Dataset | None:
+    """*keys* as they may go to *upstream*: through its query filter (on a
+    copy), or None if the filter drops the query."""
+    if upstream.query_filter is None:
+        return keys
+    filtered: Dataset | None = upstream.query_filter("query", Dataset(keys))
+    return filtered
 
 
-_ids = _Ids()
+_ids = itertools.cycle(range(1, 65536))  # Message IDs of our requests
