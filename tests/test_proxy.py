@@ -157,13 +157,15 @@ def test_getscu_through_the_proxy(clean: Env, tmp_path: Path) -> None:
     assert clean.fetches_started(study) == 1
 
 
+def get_server(env: Env, workdir: Path, response_timeout: int) -> Server:
+    """A second pacsd, PACSDGET (known to the upstream), fetching by C-GET."""
+    virtual = VIRTUAL.replace("response_timeout = 10", f'response_timeout = {response_timeout}\nretrieve = "get"')
+    toml = env.dest.toml() + Orthanc.toml(env.upstream.port) + virtual
+    return Server(workdir, ae_title="PACSDGET", extra_toml=toml).start()
+
+
 def test_upstream_retrieve_by_c_get(clean: Env, tmp_path: Path) -> None:
-    toml = (
-        clean.dest.toml()
-        + Orthanc.toml(clean.upstream.port)
-        + VIRTUAL.replace("response_timeout = 10", 'response_timeout = 10\nretrieve = "get"')
-    )
-    server = Server(tmp_path, ae_title="PACSDGET", extra_toml=toml).start()
+    server = get_server(clean, tmp_path, response_timeout=10)
     try:
         study = uid(clean, "getmethod")
         result = server.retrieve(
@@ -369,12 +371,7 @@ def test_client_aborts_mid_fetch(clean: Env) -> None:
 
 def test_upstream_goes_silent_mid_fetch(clean: Env, tmp_path: Path) -> None:
     """The upstream stops answering (SIGSTOP) mid-fetch: response_timeout."""
-    toml = (
-        clean.dest.toml()
-        + Orthanc.toml(clean.upstream.port)
-        + VIRTUAL.replace("response_timeout = 10", 'response_timeout = 2\nretrieve = "get"')
-    )
-    server = Server(tmp_path, ae_title="PACSDGET", extra_toml=toml).start()
+    server = get_server(clean, tmp_path, response_timeout=2)
     assert clean.upstream.proc is not None
     try:
         result: list[subprocess.CompletedProcess[str]] = []
