@@ -6,11 +6,13 @@ they need from it and never open anything themselves.
 
 from __future__ import annotations
 
+from pacsd import log
 from pacsd.config import Settings
 from pacsd.index.db import open_index
 from pacsd.index.writer import IndexWriter
 from pacsd.ingest import Ingest
 from pacsd.storage import Storage
+from pacsd.syncer import Syncer, replay
 from pacsd.virtual.fetch import Proxy
 from pacsd.virtual.staging import Staging
 
@@ -18,11 +20,18 @@ from pacsd.virtual.staging import Staging
 def prepare(settings: Settings) -> int:
     """Once per start, before anything serves: create the layout, clear the
     temporaries and staged fetches a crash left, create or upgrade the
-    index. Returns how many stale temporaries and fetches were removed."""
+    index, rewrite the files a crash may have lost before their flush.
+    Returns how many stale temporaries and fetches were removed."""
     storage = Storage(settings.server.data_dir)
     storage.make_layout()
     stale = storage.clear_temporaries() + Staging(storage).clear()
-    open_index(storage.root / "index.sqlite").close()
+    db = open_index(storage.root / "index.sqlite")
+    try:
+        replayed = replay(storage)
+    finally:
+        db.close()
+    if replayed:
+        log.get().info("write_ahead_replayed", files=replayed)
     return stale
 
 
@@ -36,14 +45,17 @@ class Archive:
         self.storage.make_layout()
         self.db = open_index(self.storage.root / "index.sqlite")
         self.writer = IndexWriter(self.db)
-        self.ingest = Ingest(self.storage, self.writer)
+        self.syncer = Syncer(self.storage, self.writer)
+        self.ingest = Ingest(self.storage, self.writer, self.syncer)
         self.staging = Staging(self.storage)
         # The caching proxy, when [virtual] names upstreams.
         self.proxy = Proxy(settings, self.ingest, self.staging) if settings.virtual else None
 
     def start(self) -> None:
         self.writer.start()
+        self.syncer.start()
 
     def close(self) -> None:
+        self.syncer.stop()  # its last batch needs the writer
         self.writer.stop()
         self.db.close()

@@ -1,12 +1,15 @@
-"""One object in: validate, write the file durably, index it, answer.
+"""One object in: validate, write the file, index it, answer.
 
 The same path serves C-STORE from a modality and (later) objects arriving
 from an upstream fetch. Order matters and is the whole point:
 
 1. read and check the header (nothing written yet);
-2. write the Part 10 file under a temporary name and fsync it;
+2. write the Part 10 file under a temporary name;
 3. on the index writer, in one savepoint: link the rows; for a new
-   instance rename the file into place; fsync its directory before the
+   instance rename the file into place and make its bytes durable with the
+   commit: a small object's bytes go into the index in the same transaction
+   (a write-ahead copy, flushed to its file later by the syncer); a large
+   one's file was fsynced in step 2 and its directory is fsynced before the
    commit (once for all objects of one series in the group);
 4. return only after the commit. A refusal or a failed commit removes the
    file, so nothing is left behind.
@@ -30,12 +33,19 @@ from pydicom.filereader import read_file_meta_info
 from pacsd import uid
 from pacsd.errors import Refusal, RequestMismatch, SOPClassMismatch, StorageFailure
 from pacsd.header import Header, read_header
-from pacsd.index import identity
+from pacsd.index import identity, writeahead
 from pacsd.index.identity import Linked, Placement
 from pacsd.index.writer import IndexWriter
 from pacsd.storage import Storage, fsync_dir
+from pacsd.syncer import Syncer
 from pacsd.wire import command
 from pacsd.wire.link import Message
+
+# Objects up to this size (file bytes) travel in the commit as a write-ahead
+# copy: one flush per group of objects instead of three (file, directory,
+# WAL) with the first two paid by each object. Above it, copying the bytes
+# through the WAL (and its checkpoint) costs more than the flushes it saves.
+WRITE_AHEAD_MAX = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -110,23 +120,24 @@ def validate(received: Received) -> Header:
 
 
 class Ingest:
-    def __init__(self, storage: Storage, writer: IndexWriter) -> None:
+    def __init__(self, storage: Storage, writer: IndexWriter, syncer: Syncer) -> None:
         self.storage = storage
         self.writer = writer
+        self.syncer = syncer
 
     def store(self, received: Received) -> Outcome:
         """Store *received*; raise a :class:`pacsd.errors.Refusal` if refused."""
         header = validate(received)
         relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
-        chunks = [file_meta(received), received.dataset]
+        data = file_meta(received) + received.dataset
+        copy = data if len(data) <= WRITE_AHEAD_MAX else None
         try:
-            temp = self.storage.write_temp(chunks)
+            temp = self.storage.write_temp([data], sync=copy is None)
         except OSError as exc:
             raise StorageFailure(f"cannot write file: {exc.strerror or exc}") from None
-        size = sum(len(c) for c in chunks)
         try:
             linked: Linked = self.writer.submit(
-                lambda: self._link(header, received, temp, relative, size),
+                lambda: self._link(header, received, temp, relative, len(data), copy),
                 self._unplace,
             ).result()
         except Refusal:
@@ -138,6 +149,8 @@ class Ingest:
         finally:
             self.storage.remove(temp)  # gone already if it was placed
         if linked.placement is Placement.NEW:
+            if copy is not None:
+                self.syncer.written(linked.instance_id)
             return Outcome(Result.STORED, header)
         if self._same_dataset(linked.stored_path, received.dataset):
             return Outcome(Result.ALREADY_STORED, header)
@@ -189,12 +202,20 @@ class Ingest:
             raise StorageFailure(f"cannot store files: {exc.strerror or exc}") from None
         return sum(1 for linked in results if linked.placement is Placement.NEW)
 
-    def _link(self, header: Header, received: Received, temp: Path, relative: str, size: int) -> Linked:
-        """Runs on the index writer, inside a savepoint."""
+    def _link(
+        self, header: Header, received: Received, temp: Path, relative: str, size: int, copy: bytes | None = None
+    ) -> Linked:
+        """Runs on the index writer, inside a savepoint. The placed file is
+        made durable by this commit: through *copy*, its write-ahead bytes,
+        if given, else by fsyncing the directories its rename changed."""
         linked = identity.link(header, relative, size, received.transfer_syntax)
         if linked.placement is Placement.NEW:
             try:
-                for directory in self.storage.place(temp, relative):
+                changed = self.storage.place(temp, relative)
+                if copy is not None:
+                    writeahead.add(linked.instance_id, copy)
+                    changed = []
+                for directory in changed:
                     self.writer.before_commit(directory, partial(fsync_dir, directory))
             except BaseException:
                 self._unplace(linked)

@@ -12,12 +12,17 @@ no attribute text can steer a write outside ``data_dir``.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 from pacsd import uid
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_syncfs = getattr(_libc, "syncfs", None)  # Linux
 
 
 def fsync_dir(path: Path) -> None:
@@ -58,9 +63,10 @@ class Storage:
     def absolute(self, relative: str) -> Path:
         return self.files / relative
 
-    def write_temp(self, chunks: Iterable[bytes], directory: Path | None = None) -> Path:
+    def write_temp(self, chunks: Iterable[bytes], directory: Path | None = None, *, sync: bool = True) -> Path:
         """Write *chunks* to a new temporary file (in tmp/ unless another
-        *directory* is given) and fsync it."""
+        *directory* is given) and fsync it, unless *sync* is false (the
+        caller then keeps the bytes durable elsewhere until :meth:`sync`)."""
         path = (directory or self.tmp) / f"{uuid.uuid4().hex}.part"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -68,7 +74,8 @@ class Storage:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)
@@ -82,9 +89,30 @@ class Storage:
         does the file survive a crash under its final name. Callers batch
         them: many objects of one series share one directory fsync."""
         final = self.absolute(relative)
+        try:
+            os.replace(temp, final)  # the common case: the series directory exists
+            return [final.parent]
+        except FileNotFoundError:
+            if not temp.exists():
+                raise
         created = self._make_dirs(final.parent)
         os.replace(temp, final)
         return [final.parent, *created]
+
+    def sync(self) -> None:
+        """Make everything written to this filesystem durable: file data,
+        renames and new directories alike, in one flush (syncfs), where
+        fsyncing each file and directory costs a journal commit apiece."""
+        if _syncfs is None:
+            os.sync()
+            return
+        fd = os.open(self.files, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+        finally:
+            os.close(fd)
 
     def _make_dirs(self, directory: Path) -> list[Path]:
         """mkdir -p, returning the parents whose entries changed."""

@@ -40,6 +40,9 @@ FIND_KEYS = [
 ]  # fmt: skip
 
 
+WORKLOADS = ["store-small", "store-large", "find", "move"]
+
+
 @dataclass
 class Row:
     peer: str
@@ -247,6 +250,8 @@ def run(args: argparse.Namespace) -> list[Row]:
             shift = round_ % len(args.peers)
             order = args.peers[shift:] + args.peers[:shift]
             for data in (small, large):
+                if f"store-{data.name}" not in args.only:
+                    continue
                 for label, parts in (("1 assoc", [data.whole]), ("4 assoc", data.parts)):
                     for name in order:
                         work = Path(tempfile.mkdtemp(dir=root))
@@ -256,14 +261,16 @@ def run(args: argparse.Namespace) -> list[Row]:
                         sample(name, f"store {data.name} {label}", "inst/s", data.files / seconds)
                         sample(name, f"store {data.name} {label} MB/s", "MB/s", data.bytes / seconds / 1e6)
             for name in order:
-                if name == "storescp":
+                if name == "storescp" or not {"find", "move"} & set(args.only):
                     continue
                 work = Path(tempfile.mkdtemp(dir=root))
                 with storescp(work, ae_title="DEST") as dest, PEERS[name](work, ("DEST", dest.port)) as peer:
                     ingest(peer, [small.whole])
-                    sample(name, "C-FIND study median", "ms", find_latency(peer, args.queries))
-                    rate = move_rate(peer, move_study, work / "received", move_count)
-                    sample(name, f"C-MOVE {move_count}-instance study", "inst/s", rate)
+                    if "find" in args.only:
+                        sample(name, "C-FIND study median", "ms", find_latency(peer, args.queries))
+                    if "move" in args.only:
+                        rate = move_rate(peer, move_study, work / "received", move_count)
+                        sample(name, f"C-MOVE {move_count}-instance study", "inst/s", rate)
                 shutil.rmtree(work)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -310,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--large-bytes", type=int, default=512 * 1024, help="pixel bytes per large object")
     p.add_argument("--queries", type=int, default=20, help="C-FIND queries per peer (median)")
     p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
+    p.add_argument("--only", nargs="+", default=WORKLOADS, choices=WORKLOADS, help="workloads to run (default all)")
     p.add_argument("--rounds", type=int, default=3, help="runs of every workload; the table shows medians")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = p.parse_args(argv)

@@ -55,22 +55,24 @@ def test_foreign_keys_are_enforced(db) -> None:  # type: ignore[no-untyped-def]
         Study.create(study_uid="9.9", patient=12345)
 
 
-def test_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
-    """An index written by schema 1 (before fetch records) opens, gains the
-    fetch table, and keeps its rows."""
-    from pacsd.index.db import SCHEMA_VERSION
-    from pacsd.index.models import Fetch
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_schemas_are_upgraded_in_place(tmp_path: Path, version: int) -> None:
+    """An index written by an older schema (1: before fetch records, 2:
+    before write-ahead copies) opens, gains the later tables, and keeps its
+    rows."""
+    from pacsd.index.db import SCHEMA_VERSION, UPGRADES
 
+    later = [model for step in range(version, SCHEMA_VERSION) for model in UPGRADES[step]]
     path = tmp_path / "index.sqlite"
     database = open_index(path)
     Patient.create(patient_id="OLD")
-    database.drop_tables([Fetch])
-    database.execute_sql("PRAGMA user_version = 1")
+    database.drop_tables(later)
+    database.execute_sql(f"PRAGMA user_version = {version}")
     database.close()
     database = open_index(path)
     try:
         assert database.execute_sql("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert Fetch.select().count() == 0
+        assert all(model.select().count() == 0 for model in later)
         assert Patient.get(Patient.patient_id == "OLD")
     finally:
         database.close()

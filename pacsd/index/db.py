@@ -11,12 +11,13 @@ from typing import Any
 from peewee import Model
 from playhouse.apsw_ext import APSWDatabase
 
-from pacsd.index.models import MODELS, Fetch, database
+from pacsd.index.models import MODELS, Fetch, WriteAhead, database
 
 # Bumped with each schema change; upgrades go in UPGRADES[from_version].
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 UPGRADES: dict[int, list[type[Model]]] = {
     1: [Fetch],  # 1 -> 2: the caching proxy's fetch records
+    2: [WriteAhead],  # 2 -> 3: bytes of files not yet flushed
 }
 
 

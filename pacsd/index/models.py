@@ -20,6 +20,7 @@ from peewee import (
     SQL,
     AutoField,
     BigIntegerField,
+    BlobField,
     Check,
     DatabaseProxy,
     DateTimeField,
@@ -137,4 +138,19 @@ class Fetch(BaseModel):
     detail = TextField()
 
 
-MODELS = [Patient, Study, Series, SeriesRequest, Instance, Change, Fetch]
+class WriteAhead(BaseModel):
+    """The bytes of a stored file not yet known to be on disk.
+
+    A small object is committed with its bytes in this table, in the same
+    transaction as its rows: one flush (the WAL's) makes both durable, where
+    fsyncing the file and its directory first took two more. Its file is in
+    place (written, not fsynced) before that commit; :mod:`pacsd.syncer`
+    flushes such files in batches and then deletes their rows here, and
+    start-up rewrites the file of every row still here.
+    """
+
+    instance = ForeignKeyField(Instance, primary_key=True, column_name="instance_pk", on_delete="CASCADE")
+    data = BlobField()
+
+
+MODELS = [Patient, Study, Series, SeriesRequest, Instance, Change, Fetch, WriteAhead]
