@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pacsd import log
 from pacsd.config import Settings
-from pacsd.index.db import open_index
+from pacsd.index.db import close_index, open_index
 from pacsd.index.writer import IndexWriter
 from pacsd.ingest import Ingest
 from pacsd.storage import Storage
@@ -29,7 +29,7 @@ def prepare(settings: Settings) -> int:
     try:
         replayed = replay(storage)
     finally:
-        db.close()
+        close_index(db)
     if replayed:
         log.get().info("write_ahead_replayed", files=replayed)
     return stale
@@ -58,4 +58,4 @@ class Archive:
     def close(self) -> None:
         self.syncer.stop()  # its last batch needs the writer
         self.writer.stop()
-        self.db.close()
+        close_index(self.db)
