@@ -203,7 +203,7 @@ class Ingest:
         return sum(1 for linked in results if linked.placement is Placement.NEW)
 
     def _link(
-        self, header: Header, received: Received, temp: Path, relative: str, size: int, copy: bytes | None = None
+        self, header: Header, received: Received, temp: str | Path, relative: str, size: int, copy: bytes | None = None
     ) -> Linked:
         """Runs on the index writer, inside a savepoint. The placed file is
         made durable by this commit: through *copy*, its write-ahead bytes,

@@ -53,8 +53,8 @@ class Linked:
     stored_path: str
 
 
-# The hot path is plain SQL: peewee's query building cost more than the
-# statements themselves (py-spy: ~4 ms of a 13 ms store). The models still
+# The hot path is plain SQL on the apsw connection: peewee's query building
+# and execute_sql cost more than the statements themselves. The models still
 # own the schema; these statements only name its tables and columns.
 PATIENT_INSERT = (
     "INSERT INTO patient (patient_id, issuer, no_id_study_uid, name, name_fold, name_fold_ideo, name_fold_phon,"
@@ -88,91 +88,91 @@ INSTANCE_FIND = "SELECT id, series_pk, path FROM instance WHERE sop_uid = ?"
 FEED = "INSERT INTO change (action, level, row_id, uid) VALUES ('create', ?, ?, ?)"
 
 
-def _one(sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    row: tuple[Any, ...] | None = database.execute_sql(sql, params).fetchone()
+def _one(conn: Any, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
     return row
 
 
-def _create(insert: str, values: tuple[Any, ...], level: str, uid: str) -> int | None:
+def _create(conn: Any, insert: str, values: tuple[Any, ...], level: str, uid: str) -> int | None:
     """Run an ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``; the new
     row's id (recorded in the change feed), or None if the key existed."""
-    row = _one(insert, values)
+    row = _one(conn, insert, values)
     if row is None:
         return None
-    database.execute_sql(FEED, (level, row[0], uid))
+    conn.execute(FEED, (level, row[0], uid))
     return int(row[0])
 
 
-def _existing(find: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
-    row = _one(find, key)
+def _existing(conn: Any, find: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
+    row = _one(conn, find, key)
     assert row is not None, "a conflicting key must be readable in the same transaction"
     return row
 
 
-def _patient(header: Header) -> tuple[int, PatientKey]:
+def _patient(conn: Any, header: Header) -> tuple[int, PatientKey]:
     key = PatientKey.of(header)
     k = (key.patient_id, key.issuer, key.no_id_study_uid)
-    known = _one(PATIENT_FIND, k)
+    known = _one(conn, PATIENT_FIND, k)
     if known is not None:
         return int(known[0]), key
     values = (*k, header.patient_name, *fold_pn(header.patient_name), header.birth_date, header.sex)
-    new = _create(PATIENT_INSERT, values, "patient", str(key))
+    new = _create(conn, PATIENT_INSERT, values, "patient", str(key))
     if new is not None:
         return new, key
-    return int(_existing(PATIENT_FIND, k)[0]), key
+    return int(_existing(conn, PATIENT_FIND, k)[0]), key
 
 
-def _study(header: Header, patient_id: int, key: PatientKey) -> int:
-    values = (
-        header.study_uid,
-        patient_id,
-        header.study_date,
-        header.study_time,
-        header.accession,
-        header.study_description,
-        header.referring_physician,
-        fold_pn(header.referring_physician)[0],
-        header.study_id,
-    )
-    known = _one(STUDY_FIND, (header.study_uid,))
+def _study(conn: Any, header: Header, patient_id: int, key: PatientKey) -> int:
+    known = _one(conn, STUDY_FIND, (header.study_uid,))
     if known is None:
-        new = _create(STUDY_INSERT, values, "study", header.study_uid)
+        values = (
+            header.study_uid,
+            patient_id,
+            header.study_date,
+            header.study_time,
+            header.accession,
+            header.study_description,
+            header.referring_physician,
+            fold_pn(header.referring_physician)[0],
+            header.study_id,
+        )
+        new = _create(conn, STUDY_INSERT, values, "study", header.study_uid)
         if new is not None:
             return new
-        known = _existing(STUDY_FIND, (header.study_uid,))
+        known = _existing(conn, STUDY_FIND, (header.study_uid,))
     study_id, owner = known
     if owner != patient_id:
-        other = PatientKey(*_existing(PATIENT_KEY, (owner,)))
+        other = PatientKey(*_existing(conn, PATIENT_KEY, (owner,)))
         raise IdentityConflict(
             f"study {header.study_uid} belongs to patient {other}, but this object names patient {key}"
         )
     return int(study_id)
 
 
-def _series(header: Header, study_id: int) -> int:
-    values = (
-        header.series_uid,
-        study_id,
-        header.modality,
-        header.series_number,
-        header.series_description,
-        header.series_date,
-        header.series_time,
-        header.body_part,
-    )
-    known = _one(SERIES_FIND, (header.series_uid,))
+def _series(conn: Any, header: Header, study_id: int) -> int:
+    known = _one(conn, SERIES_FIND, (header.series_uid,))
     if known is None:
-        new = _create(SERIES_INSERT, values, "series", header.series_uid)
+        values = (
+            header.series_uid,
+            study_id,
+            header.modality,
+            header.series_number,
+            header.series_description,
+            header.series_date,
+            header.series_time,
+            header.body_part,
+        )
+        new = _create(conn, SERIES_INSERT, values, "series", header.series_uid)
         if new is not None:
             for r in header.requests:
-                database.execute_sql(
+                conn.execute(
                     SERIES_REQUEST_INSERT, (new, r.requested_procedure_id, r.scheduled_procedure_step_id, r.accession)
                 )
             return new
-        known = _existing(SERIES_FIND, (header.series_uid,))
+        known = _existing(conn, SERIES_FIND, (header.series_uid,))
     series_id, parent = known
     if parent != study_id:
-        (other,) = _existing(STUDY_UID, (parent,))
+        (other,) = _existing(conn, STUDY_UID, (parent,))
         raise IdentityConflict(
             f"series {header.series_uid} belongs to study {other}, but this object names study {header.study_uid}"
         )
@@ -186,9 +186,10 @@ def link(header: Header, relative_path: str, size: int, transfer_syntax: str) ->
     records them in the change feed. Raises :class:`IdentityConflict` when a
     link already stored disagrees; the caller rolls the savepoint back.
     """
-    patient_id, key = _patient(header)
-    study_id = _study(header, patient_id, key)
-    series_id = _series(header, study_id)
+    conn = database.connection()
+    patient_id, key = _patient(conn, header)
+    study_id = _study(conn, header, patient_id, key)
+    series_id = _series(conn, header, study_id)
     values = (
         header.sop_instance_uid,
         series_id,
@@ -198,12 +199,12 @@ def link(header: Header, relative_path: str, size: int, transfer_syntax: str) ->
         relative_path,
         size,
     )
-    new = _create(INSTANCE_INSERT, values, "instance", header.sop_instance_uid)
+    new = _create(conn, INSTANCE_INSERT, values, "instance", header.sop_instance_uid)
     if new is not None:
         return Linked(Placement.NEW, new, relative_path)
-    instance_id, parent, path = _existing(INSTANCE_FIND, (header.sop_instance_uid,))
+    instance_id, parent, path = _existing(conn, INSTANCE_FIND, (header.sop_instance_uid,))
     if parent != series_id:
-        (other,) = _existing(SERIES_UID, (parent,))
+        (other,) = _existing(conn, SERIES_UID, (parent,))
         raise IdentityConflict(
             f"SOP instance {header.sop_instance_uid} belongs to series {other}, "
             f"but this object names series {header.series_uid}"

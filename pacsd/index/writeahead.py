@@ -14,7 +14,7 @@ CHUNK = 500  # ids per DELETE, well under SQLite's limit on bound parameters
 def add(instance_id: int, data: bytes) -> None:
     """Keep *data*, the whole Part 10 file of *instance_id*, until dropped.
     Inside the transaction that creates the instance row."""
-    database.execute_sql(ADD, (instance_id, data))
+    database.connection().execute(ADD, (instance_id, data))
 
 
 def drop(instance_ids: Sequence[int]) -> None:

@@ -110,7 +110,7 @@ class Staging:
         uid.require(header.sop_instance_uid, "SOP Instance UID used in a path")
         try:
             temp = self.storage.write_temp([file_meta(received), received.dataset], directory)
-            temp.rename(directory / f"{header.sop_instance_uid}.dcm")
+            os.rename(temp, directory / f"{header.sop_instance_uid}.dcm")
         except FileNotFoundError:
             raise NotStaging(f"fetch {message_id} ended while this object arrived") from None
 
