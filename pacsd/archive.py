@@ -52,10 +52,12 @@ class Archive:
         self.proxy = Proxy(settings, self.ingest, self.staging) if settings.virtual else None
 
     def start(self) -> None:
+        self.storage.spares.start()
         self.writer.start()
         self.syncer.start()
 
     def close(self) -> None:
         self.syncer.stop()  # its last batch needs the writer
         self.writer.stop()
+        self.storage.spares.stop()
         close_index(self.db)

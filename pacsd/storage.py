@@ -12,9 +12,11 @@ no attribute text can steer a write outside ``data_dir``.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import ctypes.util
 import os
+import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +35,72 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+SPARES = 64  # empty files kept ready in tmp/
+
+
+class Spares:
+    """Empty files in tmp/, created ahead of need by a thread of their own.
+
+    Creating a file (allocating its inode) was the largest single cost on
+    the store path: 0.2 ms here, up to 0.9 ms in a directory whose block
+    group is crowded, while opening, writing and renaming an existing file
+    take 0.02 ms. It needs no data, so it is done before the file is wanted.
+    Left-overs are temporaries like any other: cleared at start-up.
+    """
+
+    def __init__(self, directory: str, keep: int = SPARES) -> None:
+        self.directory = directory
+        self.keep = keep
+        self._ready: collections.deque[str] = collections.deque()
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="spares", daemon=True)
+
+    def start(self) -> None:
+        self._wanted.set()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop making spares and remove the unused ones."""
+        self._stopping = True
+        self._wanted.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        while self._ready:
+            _unlink(self._ready.popleft())
+
+    def take(self) -> str | None:
+        """An empty file's path, or None if none is ready."""
+        try:
+            path = self._ready.popleft()
+        except IndexError:
+            path = None
+        if len(self._ready) < self.keep // 2:
+            self._wanted.set()
+        return path
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            while len(self._ready) < self.keep and not self._stopping:
+                path = os.path.join(self.directory, f"spare-{uuid.uuid4().hex}")
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                except OSError:
+                    break  # a full disk: the store path creates its own and says so
+                self._ready.append(path)
+            if self._stopping:
+                return
+
+
+def _unlink(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class Storage:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir
@@ -41,6 +109,7 @@ class Storage:
         # The store path joins strings: pathlib was a tenth of its CPU.
         self._files = str(self.files)
         self._tmp = str(self.tmp)
+        self.spares = Spares(self._tmp)  # started by a serving process only
 
     def make_layout(self) -> None:
         for path in (self.root, self.files, self.tmp):
@@ -71,8 +140,10 @@ class Storage:
         *directory* is given) and fsync it, unless *sync* is false (the
         caller then keeps the bytes durable elsewhere until :meth:`sync`).
         Returns its path."""
-        path = os.path.join(self._tmp if directory is None else directory, f"{uuid.uuid4().hex}.part")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd, path = self._spare() if directory is None else (-1, "")
+        if fd < 0:
+            path = os.path.join(self._tmp if directory is None else directory, f"{uuid.uuid4().hex}.part")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             for chunk in chunks:
                 view = memoryview(chunk)
@@ -86,6 +157,16 @@ class Storage:
             raise
         os.close(fd)
         return path
+
+    def _spare(self) -> tuple[int, str]:
+        """An open spare file and its path, or (-1, "") if none is ready."""
+        path = self.spares.take()
+        if path is not None:
+            try:
+                return os.open(path, os.O_WRONLY), path
+            except FileNotFoundError:
+                pass
+        return -1, ""
 
     def place(self, temp: str | Path, relative: str) -> list[str]:
         """Rename *temp* into place. Returns the directories whose entries
@@ -130,7 +211,4 @@ class Storage:
         return [p.parent for p in missing]
 
     def remove(self, path: str | Path) -> None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        _unlink(path)

@@ -128,7 +128,10 @@ class Server:
         return sorted((self.data_dir / "files").rglob("*.dcm"))
 
     def temp_files(self) -> list[Path]:
-        return sorted((self.data_dir / "tmp").iterdir())
+        """What tmp/ holds of objects: its empty spare files do not count."""
+        return sorted(
+            p for p in (self.data_dir / "tmp").iterdir() if not (p.name.startswith("spare-") and not p.stat().st_size)
+        )
 
     def echoscu(self, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = ["echoscu", "-aec", self.ae_title, "127.0.0.1", str(self.port)]
