@@ -5,11 +5,10 @@ from __future__ import annotations
 import fcntl
 import signal
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO
 
 from pydicom.uid import (
     UID,
@@ -29,6 +28,7 @@ from pacsd.config import Settings
 from pacsd.dimse import echo, find, get, move, qr, store
 from pacsd.wire import command
 from pacsd.wire.acceptor import Acceptor, Service
+from pacsd.wire.listener import Listener
 from pacsd.workers import supervise
 
 QR_SYNTAXES: list[str | UID] = [
@@ -98,35 +98,14 @@ def build_acceptor(settings: Settings, archive: Archive) -> Acceptor:
     )
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    """Accepts connections; each runs as one association in its own thread."""
-
-    daemon_threads = True
-    allow_reuse_address = True  # like any DICOM server: TIME_WAIT does not block a restart
-
-    def __init__(self, address: tuple[str, int], acceptor: Acceptor, shared: bool) -> None:
-        self.acceptor = acceptor
-        self.shared = shared
-        super().__init__(address, socketserver.BaseRequestHandler)
-
-    def server_bind(self) -> None:
-        if self.shared:
-            # Worker processes share the port; the kernel spreads connections.
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        self.acceptor.serve(request, client_address)
-
-
-def listen(settings: Settings, acceptor: Acceptor, shared: bool) -> _Server:
-    """Bind and serve in a background thread; *shared* for worker processes."""
+def listen(settings: Settings, acceptor: Acceptor, shared: bool) -> Listener:
+    """Bind and start serving; *shared* for worker processes."""
     try:
-        server = _Server((settings.server.host, settings.server.port), acceptor, shared)
+        listener = Listener((settings.server.host, settings.server.port), acceptor.serve, shared=shared)
     except OSError as exc:
         raise ListenError.on(settings, exc) from None
-    threading.Thread(target=server.serve_forever, name="acceptor", daemon=True).start()
-    return server
+    listener.start()
+    return listener
 
 
 def check_port_free(settings: Settings) -> None:
@@ -159,8 +138,7 @@ def run_worker(settings: Settings, shared: bool) -> None:
         signal.signal(sig, lambda *_: stop.set())
     logger.info("worker_started")
     stop.wait()
-    server.shutdown()
-    server.server_close()
+    server.stop()
     archive.close()
     logger.info("worker_stopped")
 
