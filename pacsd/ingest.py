@@ -135,11 +135,13 @@ class Ingest:
             temp = self.storage.write_temp([data], sync=copy is None)
         except OSError as exc:
             raise StorageFailure(f"cannot write file: {exc.strerror or exc}") from None
+        placed = False
         try:
             linked: Linked = self.writer.submit(
                 lambda: self._link(header, received, temp, relative, len(data), copy),
                 self._unplace,
             ).result()
+            placed = linked.placement is Placement.NEW
         except Refusal:
             raise
         except OSError as exc:
@@ -147,8 +149,9 @@ class Ingest:
         except Exception as exc:
             raise StorageFailure(f"index write failed: {exc}") from exc
         finally:
-            self.storage.remove(temp)  # gone already if it was placed
-        if linked.placement is Placement.NEW:
+            if not placed:  # a placed file was renamed away: no unlink, no lock on tmp/
+                self.storage.remove(temp)
+        if placed:
             if copy is not None:
                 self.syncer.written(linked.instance_id)
             return Outcome(Result.STORED, header)

@@ -129,9 +129,9 @@ class Server:
 
     def temp_files(self) -> list[Path]:
         """What tmp/ holds of objects: its empty spare files do not count."""
-        return sorted(
-            p for p in (self.data_dir / "tmp").iterdir() if not (p.name.startswith("spare-") and not p.stat().st_size)
-        )
+        tmp = self.data_dir / "tmp"
+        files = [p for p in [*tmp.iterdir(), *tmp.glob("spare/*")] if p.is_file()]
+        return sorted(p for p in files if not (p.name.endswith(".spare") and not p.stat().st_size))
 
     def echoscu(self, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = ["echoscu", "-aec", self.ae_title, "127.0.0.1", str(self.port)]
