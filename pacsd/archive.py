@@ -44,7 +44,7 @@ class Archive:
         self.storage = Storage(settings.server.data_dir)
         self.storage.make_layout()
         self.db = open_index(self.storage.root / "index.sqlite")
-        self.writer = IndexWriter(self.db)
+        self.writer = IndexWriter(self.db.connect_writer)
         self.syncer = Syncer(self.storage, self.writer)
         self.ingest = Ingest(self.storage, self.writer, self.syncer)
         self.staging = Staging(self.storage)

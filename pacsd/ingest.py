@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from pydicom.filereader import read_file_meta_info
 
@@ -137,10 +138,10 @@ class Ingest:
             raise StorageFailure(f"cannot write file: {exc.strerror or exc}") from None
         placed = False
         try:
-            linked: Linked = self.writer.submit(
-                lambda: self._link(header, received, temp, relative, len(data), copy),
+            linked: Linked = self.writer.run(
+                lambda conn: self._link(conn, header, received, temp, relative, len(data), copy),
                 self._unplace,
-            ).result()
+            )
             placed = linked.placement is Placement.NEW
         except Refusal:
             raise
@@ -164,7 +165,7 @@ class Ingest:
             "content; the stored object was kept and this one discarded",
         )
 
-    def store_all(self, files: list[Path], expect_study: str, record: Callable[[], object]) -> int:
+    def store_all(self, files: list[Path], expect_study: str, record: Callable[[Any], object]) -> int:
         """Index every Part 10 file in *files* (fsynced, on this filesystem)
         in one savepoint, or none: any refusal, including a file of another
         study than *expect_study*, rolls all of them back and removes the
@@ -181,12 +182,12 @@ class Ingest:
             relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
             items.append((header, received, path, relative, path.stat().st_size))
 
-        def apply() -> list[Linked]:
+        def apply(conn: Any) -> list[Linked]:
             linked: list[Linked] = []
             try:
                 for header, received, path, relative, size in items:
-                    linked.append(self._link(header, received, path, relative, size))
-                record()
+                    linked.append(self._link(conn, header, received, path, relative, size))
+                record(conn)
             except BaseException:
                 for done in linked:
                     self._unplace(done)
@@ -198,7 +199,7 @@ class Ingest:
                 self._unplace(done)
 
         try:
-            results: list[Linked] = self.writer.submit(apply, undo).result()
+            results: list[Linked] = self.writer.run(apply, undo)
         except Refusal:
             raise
         except OSError as exc:
@@ -206,17 +207,24 @@ class Ingest:
         return sum(1 for linked in results if linked.placement is Placement.NEW)
 
     def _link(
-        self, header: Header, received: Received, temp: str | Path, relative: str, size: int, copy: bytes | None = None
+        self,
+        conn: Any,
+        header: Header,
+        received: Received,
+        temp: str | Path,
+        relative: str,
+        size: int,
+        copy: bytes | None = None,
     ) -> Linked:
         """Runs on the index writer, inside a savepoint. The placed file is
         made durable by this commit: through *copy*, its write-ahead bytes,
         if given, else by fsyncing the directories its rename changed."""
-        linked = identity.link(header, relative, size, received.transfer_syntax)
+        linked = identity.link(conn, header, relative, size, received.transfer_syntax)
         if linked.placement is Placement.NEW:
             try:
                 changed = self.storage.place(temp, relative)
                 if copy is not None:
-                    writeahead.add(linked.instance_id, copy)
+                    writeahead.add(conn, linked.instance_id, copy)
                     changed = []
                 for directory in changed:
                     self.writer.before_commit(directory, partial(fsync_dir, directory))

@@ -72,7 +72,7 @@ class Syncer:
         while batch := self._next_batch():
             try:
                 self.storage.sync()
-                self.writer.submit(lambda: writeahead.drop(batch), lambda _: None).result()
+                self.writer.run(lambda conn: writeahead.drop(conn, batch), lambda _: None)
             except Exception as exc:
                 # The copies stay in the index (replayed at start-up if it
                 # comes to that); try again with the next batch.
@@ -95,5 +95,5 @@ def replay(storage: Storage) -> int:
     if done:
         storage.sync()
         with database.atomic("IMMEDIATE"):
-            writeahead.drop(done)
+            writeahead.drop(database.connection(), done)
     return len(done)

@@ -68,6 +68,11 @@ class _Database(PooledDatabase, _Apsw):  # type: ignore[misc]
     def _can_reuse(self, conn: Any) -> bool:
         return len(self._connections) < IDLE_CONNECTIONS and not conn.in_transaction
 
+    def connect_writer(self) -> Any:
+        """A connection of its own for the index writer (outside the pool and
+        any thread): whichever thread leads a commit uses it."""
+        return _Apsw._connect(self)
+
 
 def close_index(db: APSWDatabase) -> None:
     """Close *db* for good: this thread's connection and every pooled one."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pacsd.index.db import reading
 from pacsd.index.models import Fetch, database
 
@@ -23,11 +25,14 @@ def stored_sops(study_uid: str) -> set[str]:
         return {row[0] for row in rows}
 
 
+RECORD = (
+    "INSERT INTO fetch (study_uid, upstream, outcome, expected, received, seconds, detail) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def record(
-    study_uid: str, upstream: str, done: bool, expected: int, received: int, seconds: float, detail: str
+    conn: Any, study_uid: str, upstream: str, done: bool, expected: int, received: int, seconds: float, detail: str
 ) -> None:
-    """Write a fetch record; inside the caller's transaction (the writer)."""
-    Fetch.create(
-        study_uid=study_uid, upstream=upstream, outcome="done" if done else "failed", expected=expected,
-        received=received, seconds=seconds, detail=detail,
-    )  # fmt: skip
+    """Write a fetch record, on the writer's connection *conn* (in its transaction)."""
+    outcome = "done" if done else "failed"
+    conn.execute(RECORD, (study_uid, upstream, outcome, expected, received, seconds, detail))

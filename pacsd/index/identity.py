@@ -18,7 +18,6 @@ from typing import Any
 from pacsd.errors import IdentityConflict
 from pacsd.header import Header
 from pacsd.index.matching import fold_pn
-from pacsd.index.models import database
 
 
 @dataclass(frozen=True)
@@ -179,14 +178,14 @@ def _series(conn: Any, header: Header, study_id: int) -> int:
     return int(series_id)
 
 
-def link(header: Header, relative_path: str, size: int, transfer_syntax: str) -> Linked:
+def link(conn: Any, header: Header, relative_path: str, size: int, transfer_syntax: str) -> Linked:
     """Link the object described by *header* into the index.
 
+    Runs on the writer's connection *conn*, inside its transaction.
     Creates whatever patient/study/series/instance rows are missing and
     records them in the change feed. Raises :class:`IdentityConflict` when a
     link already stored disagrees; the caller rolls the savepoint back.
     """
-    conn = database.connection()
     patient_id, key = _patient(conn, header)
     study_id = _study(conn, header, patient_id, key)
     series_id = _series(conn, header, study_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from pacsd.index.models import database
 
@@ -11,18 +12,18 @@ PENDING = "SELECT w.instance_pk, i.path, w.data FROM write_ahead w JOIN instance
 CHUNK = 500  # ids per DELETE, well under SQLite's limit on bound parameters
 
 
-def add(instance_id: int, data: bytes) -> None:
+def add(conn: Any, instance_id: int, data: bytes) -> None:
     """Keep *data*, the whole Part 10 file of *instance_id*, until dropped.
     Inside the transaction that creates the instance row."""
-    database.connection().execute(ADD, (instance_id, data))
+    conn.execute(ADD, (instance_id, data))
 
 
-def drop(instance_ids: Sequence[int]) -> None:
+def drop(conn: Any, instance_ids: Sequence[int]) -> None:
     """Forget the copies of *instance_ids*: their files are on disk."""
     for start in range(0, len(instance_ids), CHUNK):
         chunk = instance_ids[start : start + CHUNK]
         marks = ", ".join("?" * len(chunk))
-        database.execute_sql(f"DELETE FROM write_ahead WHERE instance_pk IN ({marks})", tuple(chunk))
+        conn.execute(f"DELETE FROM write_ahead WHERE instance_pk IN ({marks})", tuple(chunk))
 
 
 def pending() -> Iterator[tuple[int, str, bytes]]:

@@ -1,80 +1,108 @@
-"""The one writer of the index: a thread that commits work in groups.
+"""The one writer of the index: work committed in groups, by whoever waits.
 
 Associations run in threads of their own; each hands its index work to
-:meth:`IndexWriter.submit` and blocks until that work is committed. The
-writer takes whatever has queued up, runs each piece in its own savepoint
-of one transaction (so a refused object rolls back alone), and commits the
-group once: one fsync of the WAL for many objects, and no SQLITE_BUSY
-between our own threads. Nobody is answered before the commit that holds
-their rows.
+:meth:`IndexWriter.run` and blocks until that work is committed. Work
+queues up in arrival order; the thread whose work is at the front leads:
+it takes everything queued (up to MAX_GROUP), runs each piece in its own
+savepoint of one transaction on the writer's connection (so a refused
+object rolls back alone), commits the group once, wakes the owners of the
+work it committed, and hands the lead to the front of the queue. One fsync
+of the WAL for many objects, no SQLITE_BUSY between our own threads, and
+nobody is answered before the commit that holds their rows.
+
+There is no writer thread: an association alone commits its own object
+without waking anyone (handing each object to a thread and back cost two
+context switches, a tenth of a small store).
 """
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
-
-from playhouse.apsw_ext import APSWDatabase
 
 from pacsd import log
 
 MAX_GROUP = 64
 
+# apply(conn) runs in a savepoint on the writer's apsw connection and must
+# not open transactions of its own; undo(value) reverses its side effects
+# (e.g. a placed file) if the commit fails.
+Apply = Callable[[Any], Any]
+Undo = Callable[[Any], None]
 
-class Job:
-    """Work for the writer, and its outcome once committed. A lock, not a
-    Future: its condition variable was a tenth of the writer's CPU."""
 
-    __slots__ = ("apply", "undo", "_finished", "_value", "_error", "done")
+class WriterStopped(Exception):
+    """Work arrived after the writer was stopped."""
 
-    def __init__(self, apply: Callable[[], Any], undo: Callable[[Any], None]) -> None:
+
+class _Job:
+    __slots__ = ("apply", "undo", "wake", "done", "value", "error")
+
+    def __init__(self, apply: Apply, undo: Undo) -> None:
         self.apply = apply
-        # Undo side effects of apply() (e.g. a placed file) if the commit fails.
         self.undo = undo
-        self._finished = threading.Lock()
-        self._finished.acquire()
-        self._value: Any = None
-        self._error: BaseException | None = None
+        # Released once: when the job is done, or when it is to lead.
+        self.wake = threading.Lock()
+        self.wake.acquire()
         self.done = False
+        self.value: Any = None
+        self.error: BaseException | None = None
 
     def finish(self, value: Any = None, error: BaseException | None = None) -> None:
-        self._value, self._error, self.done = value, error, True
-        self._finished.release()
+        self.value, self.error, self.done = value, error, True
 
-    def result(self) -> Any:
-        """Wait until committed (or failed); the value of apply() or what
-        it (or the commit) raised. Once per job."""
-        self._finished.acquire()
-        if self._error is not None:
-            raise self._error
-        return self._value
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 class IndexWriter:
-    def __init__(self, db: APSWDatabase) -> None:
-        self.db = db
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        """*connect* opens the writer's own apsw connection."""
+        self._connect = connect
+        self._conn: Any = None
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._mutex = threading.Lock()
+        self._stopped = False
         self._log = log.get("pacsd.index")
         # Run once each, after the group's savepoints and before its commit.
         self._barrier: dict[Hashable, Callable[[], None]] = {}
 
     def start(self) -> None:
-        self._thread.start()
+        self._conn = self._connect()
 
     def stop(self) -> None:
-        """Finish what is queued, then stop."""
-        self._queue.put(None)
-        self._thread.join()
+        """Refuse new work, let queued work commit, close the connection."""
+        with self._mutex:
+            self._stopped = True
+        while True:
+            with self._mutex:
+                if not self._queue:
+                    break
+            time.sleep(0.01)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
-    def submit(self, apply: Callable[[], Any], undo: Callable[[Any], None]) -> Job:
-        """Queue *apply* to run in a savepoint on the writer; the job's
-        :meth:`Job.result` waits for its commit."""
-        job = Job(apply, undo)
-        self._queue.put(job)
-        return job
+    def run(self, apply: Apply, undo: Undo) -> Any:
+        """Run *apply* in a savepoint and return its value once committed;
+        raise what it (or the commit) raised."""
+        job = _Job(apply, undo)
+        with self._mutex:
+            if self._stopped:
+                raise WriterStopped("the index writer has stopped")
+            self._queue.append(job)
+            leads = len(self._queue) == 1
+        if not leads:
+            job.wake.acquire()
+            if job.done:
+                return job.outcome()
+        self._lead()
+        return job.outcome()
 
     def before_commit(self, key: Hashable, action: Callable[[], None]) -> None:
         """From inside an *apply*: run *action* before this group commits
@@ -82,43 +110,32 @@ class IndexWriter:
         the group is committed."""
         self._barrier.setdefault(key, action)
 
-    def _next_group(self) -> tuple[list[Job], bool]:
-        first = self._queue.get()
-        if first is None:
-            return [], True
-        group = [first]
-        while len(group) < MAX_GROUP:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                return group, True
-            group.append(job)
-        return group, False
+    def _lead(self) -> None:
+        """Commit the group at the front of the queue (ours is first), wake
+        its owners, and hand the lead on."""
+        with self._mutex:
+            group = [self._queue[n] for n in range(min(len(self._queue), MAX_GROUP))]
+        try:
+            self._commit_group(group)
+        except BaseException as exc:  # never leave anyone waiting forever
+            self._log.exception("index_writer_error")
+            for job in group:
+                if not job.done:
+                    job.finish(error=exc)
+        finally:
+            with self._mutex:
+                for _ in group:
+                    self._queue.popleft()
+                successor = self._queue[0] if self._queue else None
+            for job in group[1:]:
+                job.wake.release()
+            if successor is not None:
+                successor.wake.release()  # not done: it leads next
 
-    def _run(self) -> None:
-        with self.db.connection_context():
-            stopping = False
-            while not stopping:
-                group, stopping = self._next_group()
-                try:
-                    self._commit_group(group)
-                except BaseException as exc:  # never leave a submitter waiting forever
-                    self._log.exception("index_writer_error")
-                    for job in group:
-                        if not job.done:
-                            job.finish(error=exc)
-
-    def _commit_group(self, group: list[Job]) -> None:
-        if not group:
-            return
-        # Transaction and savepoints straight on the apsw connection: peewee's
-        # atomic() cost more CPU than the statements. Jobs must not open
-        # transactions of their own.
-        conn = self.db.connection()
-        done: list[tuple[Job, Any]] = []
-        failed: list[tuple[Job, BaseException]] = []
+    def _commit_group(self, group: list[_Job]) -> None:
+        conn = self._conn
+        done: list[tuple[_Job, Any]] = []
+        failed: list[tuple[_Job, BaseException]] = []
         self._barrier.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -126,7 +143,7 @@ class IndexWriter:
                 for job in group:
                     conn.execute("SAVEPOINT job")
                     try:
-                        value = job.apply()
+                        value = job.apply(conn)
                     except Exception as exc:
                         conn.execute("ROLLBACK TO job")
                         failed.append((job, exc))

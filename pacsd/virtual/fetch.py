@@ -310,8 +310,8 @@ class Proxy:
         if unexpected:
             raise FetchFailed(f"{name} sent {len(unexpected)} object(s) it had not announced, e.g. {unexpected[0]}")
 
-        def record() -> None:
-            fetches.record(study_uid, name, True, len(expected), received, time.monotonic() - start, "")
+        def record(conn: Any) -> None:
+            fetches.record(conn, study_uid, name, True, len(expected), received, time.monotonic() - start, "")
 
         self.ingest.store_all(files, study_uid, record)
 
@@ -323,11 +323,11 @@ class Proxy:
         _log.warning("fetch_failed", outcome="failed", received=received, reason=reason, ms=round(seconds * 1000, 1),
                      **fields)  # fmt: skip
 
-        def record() -> None:
-            fetches.record(study_uid, upstream.remote.name, False, expected, received, seconds, reason)
+        def record(conn: Any) -> None:
+            fetches.record(conn, study_uid, upstream.remote.name, False, expected, received, seconds, reason)
 
         try:
-            self.ingest.writer.submit(record, lambda _: None).result()
+            self.ingest.writer.run(record, lambda _: None)
         except Exception:
             _log.exception("fetch_record_failed", **fields)
 
