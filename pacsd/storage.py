@@ -12,16 +12,15 @@ no attribute text can steer a write outside ``data_dir``.
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import ctypes.util
 import os
-import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 from pacsd import uid
+from pacsd.spares import Spares, unlink
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)  # Linux
@@ -33,80 +32,6 @@ def fsync_dir(path: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-SPARES = 64  # empty files kept ready in tmp/
-
-
-class Spares:
-    """Empty files in tmp/, created ahead of need by a thread of their own.
-
-    Creating a file (allocating its inode) was the largest single cost on
-    the store path: 0.2 ms here, up to 0.9 ms in a directory whose block
-    group is crowded, while opening, writing and renaming an existing file
-    take 0.02 ms. It needs no data, so it is done before the file is wanted.
-    Each is made in tmp/ and then moved to tmp/spare/, where the store path
-    takes them: a rename out of a directory waits for its lock, which a slow
-    creation holds. Left-overs are temporaries like any other: cleared at
-    start-up.
-    """
-
-    def __init__(self, directory: str, keep: int = SPARES) -> None:
-        self.directory = directory
-        self.ready = os.path.join(directory, "spare")
-        self.keep = keep
-        self._ready: collections.deque[str] = collections.deque()
-        self._wanted = threading.Event()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="spares", daemon=True)
-
-    def start(self) -> None:
-        os.makedirs(self.ready, exist_ok=True)
-        self._wanted.set()
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop making spares and remove the unused ones."""
-        self._stopping = True
-        self._wanted.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        while self._ready:
-            _unlink(self._ready.popleft())
-
-    def take(self) -> str | None:
-        """An empty file's path, or None if none is ready."""
-        try:
-            path = self._ready.popleft()
-        except IndexError:
-            path = None
-        if len(self._ready) < self.keep // 2:
-            self._wanted.set()
-        return path
-
-    def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            self._wanted.clear()
-            while len(self._ready) < self.keep and not self._stopping:
-                name = f"{uuid.uuid4().hex}.spare"
-                made, path = os.path.join(self.directory, name), os.path.join(self.ready, name)
-                try:
-                    os.close(os.open(made, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-                    os.rename(made, path)
-                except OSError:
-                    _unlink(made)
-                    break  # a full disk: the store path creates its own and says so
-                self._ready.append(path)
-            if self._stopping:
-                return
-
-
-def _unlink(path: str | Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class Storage:
@@ -220,4 +145,4 @@ class Storage:
         return [p.parent for p in missing]
 
     def remove(self, path: str | Path) -> None:
-        _unlink(path)
+        unlink(path)
