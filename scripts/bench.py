@@ -40,6 +40,7 @@ FIND_KEYS = [
 ]  # fmt: skip
 
 
+MEMORY = Path("/dev/shm")  # a tmpfs on Linux
 REPEATS = 200  # queries on one association, for the per-query C-FIND figure
 WORKLOADS = ["store-small", "store-large", "find", "move"]
 
@@ -137,11 +138,12 @@ def orthanc(work: Path, dest: tuple[str, int] | None) -> AbstractContextManager[
 
 
 def storescp(
-    work: Path, dest: tuple[str, int] | None = None, ae_title: str = "STORESCP"
+    work: Path, dest: tuple[str, int] | None = None, ae_title: str = "STORESCP", out: Path | None = None
 ) -> AbstractContextManager[Peer]:
-    """Files only, no index: the raw limit (*dest* is unused: it moves nothing)."""
+    """Files only, no index: the raw limit (*dest* is unused: it moves nothing).
+    Writes into *out* (default: work/received)."""
     port = free_port()
-    out = work / "received"
+    out = out or work / "received"
     out.mkdir(exist_ok=True)
     proc = subprocess.Popen(
         ["storescp", "-aet", ae_title, "-od", str(out), str(port)],
@@ -275,17 +277,21 @@ def run(args: argparse.Namespace) -> list[Row]:
                     running = []
                     for name in archives:
                         work = Path(tempfile.mkdtemp(dir=root))
-                        dest = stack.enter_context(storescp(work, ae_title="DEST"))
+                        # The C-MOVE destination keeps what it receives in memory where it can:
+                        # on disk, its own file creation was most of what a move measured.
+                        received = Path(tempfile.mkdtemp(dir=MEMORY if MEMORY.is_dir() else work))
+                        stack.callback(shutil.rmtree, received, ignore_errors=True)
+                        dest = stack.enter_context(storescp(work, ae_title="DEST", out=received))
                         peer = stack.enter_context(PEERS[name](work, ("DEST", dest.port)))
                         ingest(peer, [small.whole])
-                        running.append((peer, work))
+                        running.append((peer, received))
                     if "find" in args.only:
                         for name, (ms, each) in find_latencies([peer for peer, _ in running], args.queries).items():
                             sample(name, "C-FIND study median", "ms", ms)
                             sample(name, f"C-FIND study, {REPEATS} on one assoc", "ms/query", each)
                     if "move" in args.only:
-                        for peer, work in running:
-                            rate = move_rate(peer, move_study, work / "received", move_count)
+                        for peer, received in running:
+                            rate = move_rate(peer, move_study, received, move_count)
                             sample(peer.name, f"C-MOVE {move_count}-instance study", "inst/s", rate)
     finally:
         shutil.rmtree(root, ignore_errors=True)
