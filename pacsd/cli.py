@@ -68,6 +68,8 @@ def _fsck(args: argparse.Namespace) -> int:
         archive.close()
     for path in report.missing_files:
         print(f"missing file for indexed instance: {path}")
+    for path in report.restorable:
+        print(f"not yet flushed (its bytes are in the index; the server rewrites it at start-up): {path}")
     for path in report.unindexed_files:
         print(f"unindexed file: {path}")
     for path in report.reindexed:

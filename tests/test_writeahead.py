@@ -14,11 +14,13 @@ import pydicom
 import pytest
 
 from pacsd import synth
+from pacsd.admin import fsck
 from pacsd.archive import Archive, prepare
 from pacsd.config import Settings, load
 from pacsd.errors import IdentityConflict
 from pacsd.index.models import WriteAhead
 from pacsd.ingest import WRITE_AHEAD_MAX, received_from_file
+from pacsd.storage import Storage
 from tests.conftest import Server
 
 
@@ -95,9 +97,12 @@ def test_start_up_rewrites_files_lost_before_their_flush(tmp_path: Path, unsynce
     empty.write_bytes(b"")
     torn.write_bytes(written[torn][:100])
     shutil.rmtree(files / alone.StudyInstanceUID)
+    report = fsck.check(Storage(data_dir))
+    assert len(report.restorable) == 3 and not report.missing_files and not report.clean
     prepare(s)  # what `pacsd serve` runs first
     assert copies(data_dir) == 0
     assert {p: p.read_bytes() for p in files.rglob("*.dcm")} == written
+    assert fsck.check(Storage(data_dir)).clean
 
 
 def test_large_objects_are_fsynced_not_copied(tmp_path: Path, unsynced) -> None:  # type: ignore[no-untyped-def]

@@ -1,8 +1,11 @@
 """`pacsd fsck`: index rows without files, and files without index rows.
 
 A crash between the rename of a file and the commit of its rows leaves an
-unindexed file (never a row without a file). fsck reports both kinds and,
-with ``--reindex``, runs unindexed files through the normal ingest path.
+unindexed file. A small object's file may also be missing or torn after a
+power loss while its bytes wait in the index (its write-ahead copy): the
+server rewrites those at start-up, and fsck names them restorable. fsck
+reports every kind and, with ``--reindex``, runs unindexed files through
+the normal ingest path.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pacsd.errors import Refusal
+from pacsd.index import writeahead
 from pacsd.index.models import Instance
 from pacsd.ingest import Ingest, received_from_file
 from pacsd.storage import Storage
@@ -18,21 +22,27 @@ from pacsd.storage import Storage
 @dataclass
 class Report:
     missing_files: list[str] = field(default_factory=list)  # rows pointing nowhere
+    restorable: list[str] = field(default_factory=list)  # files with a write-ahead copy in the index
     unindexed_files: list[str] = field(default_factory=list)
     reindexed: list[str] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.missing_files or set(self.unindexed_files) - set(self.reindexed))
+        return not (self.missing_files or self.restorable or set(self.unindexed_files) - set(self.reindexed))
 
 
 def check(storage: Storage) -> Report:
     report = Report()
     indexed = set()
+    copies = {path: data for _, path, data in writeahead.pending()}
     for (path,) in Instance.select(Instance.path).tuples().iterator():
         indexed.add(path)
-        if not storage.absolute(path).is_file():
+        file = storage.absolute(path)
+        if path in copies:
+            if not (file.is_file() and file.read_bytes() == copies[path]):
+                report.restorable.append(path)
+        elif not file.is_file():
             report.missing_files.append(path)
     for file in sorted(storage.files.rglob("*.dcm")):
         relative = file.relative_to(storage.files).as_posix()
