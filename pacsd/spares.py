@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import threading
 import uuid
@@ -34,6 +35,9 @@ class Spares:
         self._wanted = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="spares", daemon=True)
+        # Names: unique per process and start (O_EXCL says if not); cheaper than a uuid4 each.
+        prefix = uuid.uuid4().hex[:12]
+        self._names = (f"{prefix}-{n}.spare" for n in itertools.count())
 
     def start(self) -> None:
         os.makedirs(self.ready, exist_ok=True)
@@ -64,7 +68,7 @@ class Spares:
             self._wanted.wait()
             self._wanted.clear()
             while len(self._ready) < self.keep and not self._stopping:
-                name = f"{uuid.uuid4().hex}.spare"
+                name = next(self._names)
                 made, path = os.path.join(self.directory, name), os.path.join(self.ready, name)
                 try:
                     os.close(os.open(made, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
