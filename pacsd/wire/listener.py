@@ -18,7 +18,6 @@ from collections.abc import Callable
 Serve = Callable[[socket.socket, tuple[str, int]], None]
 
 SPARE_THREADS = 4  # waiting in accept() beyond these, a finished thread ends
-POLL = 0.5  # seconds between looks at the stop flag while waiting
 
 
 class Listener:
@@ -37,7 +36,6 @@ class Listener:
         except OSError:
             self.sock.close()
             raise
-        self.sock.settimeout(POLL)
         self._lock = threading.Lock()
         self._waiting = 0
         self._stopping = threading.Event()
@@ -49,6 +47,10 @@ class Listener:
         """Accept no more connections; associations in progress carry on
         (their threads are daemons)."""
         self._stopping.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked in accept() (Linux)
+        except OSError:
+            pass
         self.sock.close()
 
     def _spawn(self) -> None:
@@ -59,9 +61,9 @@ class Listener:
     def _accept_loop(self) -> None:
         while not self._stopping.is_set():
             try:
+                # Blocking, no timeout: the kernel wakes one waiting thread per
+                # connection (polling threads would all wake, and contend).
                 conn, address = self.sock.accept()
-            except TimeoutError:
-                continue
             except OSError:
                 if self._stopping.is_set():
                     break
