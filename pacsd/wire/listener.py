@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 Serve = Callable[[socket.socket, tuple[str, int]], None]
 
-SPARE_THREADS = 4  # waiting in accept() beyond these, a finished thread ends
+IDLE_THREADS = 4  # waiting in accept() beyond these, a finished thread ends
 
 
 class Listener:
@@ -67,7 +68,8 @@ class Listener:
             except OSError:
                 if self._stopping.is_set():
                     break
-                continue  # e.g. the peer reset before we accepted
+                time.sleep(0.01)  # the peer reset before we accepted, or no file descriptors left
+                continue
             with self._lock:
                 self._waiting -= 1
                 last = self._waiting == 0
@@ -75,7 +77,7 @@ class Listener:
                 self._spawn()
             self.serve(conn, address)
             with self._lock:
-                if self._waiting >= SPARE_THREADS:
+                if self._waiting >= IDLE_THREADS:
                     return
                 self._waiting += 1
         with self._lock:
