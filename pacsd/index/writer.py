@@ -28,8 +28,9 @@ from pacsd import log
 MAX_GROUP = 64
 
 # apply(conn) runs in a savepoint on the writer's apsw connection and must
-# not open transactions of its own; undo(value) reverses its side effects
-# (e.g. a placed file) if the commit fails.
+# not open transactions of its own, nor call run() (its work would queue
+# behind itself); undo(value) reverses its side effects (e.g. a placed
+# file) if the commit fails.
 Apply = Callable[[Any], Any]
 Undo = Callable[[Any], None]
 
