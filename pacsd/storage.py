@@ -5,6 +5,7 @@ Layout under ``data_dir``::
     index.sqlite                      the index (WAL mode)
     files/<study>/<series>/<sop>.dcm  stored objects, Part 10
     tmp/                              objects being written (cleared at start)
+    tmp/spare/                        empty files made ahead of need (pacsd.spares)
 
 Paths are built only from UIDs that passed :func:`pacsd.uid.require`, so
 no attribute text can steer a write outside ``data_dir``.
