@@ -206,8 +206,8 @@ def find_latencies(peers: list[Peer], queries: int) -> dict[str, tuple[float, fl
 
 
 def move_rates(running: list[tuple[Peer, Path]], study_uid: str, expected: int) -> dict[str, float]:
-    """Per peer, the median instances/s of MOVES C-MOVEs of one study to its
-    DEST storescp, the peers taking turns move by move (one move of 100
+    """Per peer, the median instances/s over MOVES C-MOVEs of one study to
+    its DEST storescp, the peers taking turns move by move (one move of 100
     small objects takes ~40 ms, a third of it movescu's start-up)."""
     rates: dict[str, list[float]] = {peer.name: [] for peer, _ in running}
     for n in range(MOVES):
