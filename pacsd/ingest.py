@@ -132,16 +132,19 @@ class Ingest:
         """Store *received*; raise a :class:`pacsd.errors.Refusal` if refused."""
         header = validate(received)
         relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
-        data = file_meta(received) + received.dataset
-        copy = data if len(data) <= WRITE_AHEAD_MAX else None
+        meta = file_meta(received)
+        size = len(meta) + len(received.dataset)
+        # Only a small object is joined into one bytes (its write-ahead copy);
+        # a large one is written from its two parts, never copied whole.
+        copy = meta + received.dataset if size <= WRITE_AHEAD_MAX else None
         try:
-            temp = self.storage.write_temp([data], sync=copy is None)
+            temp = self.storage.write_temp([meta, received.dataset] if copy is None else [copy], sync=copy is None)
         except OSError as exc:
             raise StorageFailure(f"cannot write file: {exc.strerror or exc}") from None
         placed = False
         try:
             linked: Linked = self.writer.run(
-                lambda conn: self._link(conn, header, received, temp, relative, len(data), copy),
+                lambda conn: self._link(conn, header, received, temp, relative, size, copy),
                 self._unplace,
             )
             placed = linked.placement is Placement.NEW
