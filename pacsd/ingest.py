@@ -230,9 +230,9 @@ class Ingest:
                 changed = self.storage.place(temp, relative)
                 if copy is not None:
                     writeahead.add(conn, linked.instance_id, copy)
-                    changed = []
-                for directory in changed:
-                    self.writer.before_commit(directory, partial(fsync_dir, directory))
+                else:
+                    for directory in changed:
+                        self.writer.before_commit(directory, partial(fsync_dir, directory))
             except BaseException:
                 self._unplace(linked)
                 raise
