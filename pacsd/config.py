@@ -7,13 +7,17 @@ the key, so ``pacsd`` can print a single line and exit with status 2.
 from __future__ import annotations
 
 import importlib
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pacsd.limits import DEFAULT_OBJECT_BYTES_BY_CLASS, GiB, KiB, Limits, MiB
+
 DEFAULT_AE_TITLE = "PACSD"
+MAX_SECONDS = 7 * 86400.0  # no timeout of ours is longer than a week
 DEFAULT_PORT = 11112
 
 
@@ -54,6 +58,8 @@ class ServerSettings:
     allowed_calling_aes: tuple[str, ...] = ()
     # Processes serving the port (SO_REUSEPORT); 1 = a single process.
     workers: int = 1
+    # Reject associations whose called AE title is not ours (Orthanc's DicomCheckCalledAet).
+    check_called_ae: bool = True
 
 
 # A query filter: (direction, identifier) -> identifier or None (drop it).
@@ -85,6 +91,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     remotes: dict[str, Remote] = field(default_factory=dict)
     virtual: VirtualSettings | None = None  # None: the caching proxy is off
+    limits: Limits = field(default_factory=Limits)
     source: str = "<embedded default>"
 
 
@@ -95,6 +102,10 @@ def _check_ae_title(where: str, value: str) -> str:
     if not 1 <= len(stripped) <= 16 or any(c == "\\" or not (" " <= c <= "~") for c in stripped):
         raise ConfigError(f"{where}: not a valid AE title: {value!r} (1-16 printable ASCII characters)")
     return stripped
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if number == int(number) else str(number)
 
 
 class _Reader:
@@ -120,6 +131,15 @@ class _Reader:
             raise ConfigError(f"{self.where(key)}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
         return value
 
+    def number(self, key: str, kind: type, default: Any, low: float, high: float) -> Any:
+        """An int or float within [*low*, *high*]; NaN and infinities are refused."""
+        value = self.get(key, kind, default)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{self.where(key)}: must be a finite number, got {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(f"{self.where(key)}: {value!r} is not between {_plain(low)} and {_plain(high)}")
+        return value
+
     def port(self, key: str, default: int) -> int:
         value: int = self.get(key, int, default)
         if not 1 <= value <= 65535:
@@ -138,15 +158,10 @@ def _server(source: str, table: dict[str, Any], base: Path) -> ServerSettings:
     host = r.get("host", str, "127.0.0.1")
     port = r.port("port", DEFAULT_PORT)
     data_dir = Path(r.get("data_dir", str, "var"))
-    max_assoc = r.get("max_associations", int, 100)
-    if max_assoc < 1:
-        raise ConfigError(f"{r.where('max_associations')}: must be at least 1")
-    timeout = r.get("network_timeout", float, 60.0)
-    if timeout <= 0:
-        raise ConfigError(f"{r.where('network_timeout')}: must be positive")
-    workers = r.get("workers", int, default_workers())
-    if not 1 <= workers <= 64:
-        raise ConfigError(f"{r.where('workers')}: must be between 1 and 64")
+    max_assoc = r.number("max_associations", int, 100, 1, 10_000)
+    timeout = r.number("network_timeout", float, 60.0, 0.001, MAX_SECONDS)
+    workers = r.number("workers", int, default_workers(), 1, 64)
+    check_called_ae = r.get("check_called_ae", bool, True)
     allowed = r.get("allowed_calling_aes", list, [])
     for n, title in enumerate(allowed):
         if not isinstance(title, str):
@@ -158,7 +173,44 @@ def _server(source: str, table: dict[str, Any], base: Path) -> ServerSettings:
     if not data_dir.is_absolute():
         data_dir = (base / data_dir).resolve()
     allowed_aes = tuple(title.strip() for title in allowed)
-    return ServerSettings(ae_title, host, port, data_dir, max_assoc, timeout, allowed_aes, workers)
+    return ServerSettings(ae_title, host, port, data_dir, max_assoc, timeout, allowed_aes, workers, check_called_ae)
+
+
+# [limits] key -> (type, lowest, highest); defaults come from Limits.
+_LIMIT_RANGES: dict[str, tuple[type, float, float]] = {
+    "max_connections": (int, 1, 100_000),
+    "associate_timeout": (float, 0.001, MAX_SECONDS),
+    "pdu_timeout": (float, 0.001, MAX_SECONDS),
+    "association_timeout": (float, 0.001, MAX_SECONDS),
+    "max_associate_request_bytes": (int, 4 * KiB, 16 * MiB),
+    "associate_cache_bytes": (int, 0, 1 * GiB),
+    "max_pdu_bytes": (int, 4 * KiB, 128 * MiB),
+    "max_command_bytes": (int, 1 * KiB, 16 * MiB),
+    "max_fragments": (int, 16, 1 << 32),
+    "max_object_bytes": (int, 1 * KiB, 1 << 50),
+    "spool_bytes": (int, 64 * KiB, 1 * GiB),
+    "max_inflated_bytes": (int, 1 * KiB, 64 * GiB),
+    "max_inflate_ratio": (int, 2, 1 << 20),
+    "inflate_ratio_after": (int, 0, 64 * GiB),
+    "max_identifier_bytes": (int, 1 * KiB, 256 * MiB),
+    "max_query_values": (int, 1, 10_000_000),
+}
+
+
+def _limits(source: str, table: dict[str, Any]) -> Limits:
+    r = _Reader(source, table, "limits")
+    defaults = Limits()
+    values: dict[str, Any] = {}
+    for key, (kind, low, high) in _LIMIT_RANGES.items():
+        values[key] = r.number(key, kind, getattr(defaults, key), low, high)
+    by_class = dict(DEFAULT_OBJECT_BYTES_BY_CLASS)
+    c = _Reader(source, r.get("object_bytes_by_class", dict, {}), "limits.object_bytes_by_class")
+    for prefix in list(c.table):
+        if not prefix or any(ch not in "0123456789." for ch in prefix):
+            raise ConfigError(f"{c.where(repr(prefix))}: not a SOP Class UID or UID prefix")
+        by_class[prefix] = c.number(prefix, int, 0, 1 * KiB, 1 << 50)
+    r.finish()
+    return Limits(**values, object_bytes_by_class=by_class)
 
 
 def _remotes(source: str, table: dict[str, Any]) -> dict[str, Remote]:
@@ -207,12 +259,8 @@ def _virtual(source: str, table: dict[str, Any], remotes: dict[str, Remote]) -> 
             raise ConfigError(f'{u.where("retrieve")}: expected "move" or "get", got {retrieve!r}')
         timeouts = {}
         for key, default in (("connect_timeout", 10.0), ("response_timeout", 30.0), ("fetch_timeout", 600.0)):
-            timeouts[key] = u.get(key, float, default)
-            if timeouts[key] <= 0:
-                raise ConfigError(f"{u.where(key)}: must be positive")
-        max_fetches = u.get("max_fetches", int, 2)
-        if not 1 <= max_fetches <= 64:
-            raise ConfigError(f"{u.where('max_fetches')}: must be between 1 and 64")
+            timeouts[key] = u.number(key, float, default, 0.001, MAX_SECONDS)
+        max_fetches = u.number("max_fetches", int, 2, 1, 64)
         filter_name = u.get("query_filter", str, "")
         query_filter = _query_filter(u.where("query_filter"), filter_name) if filter_name else None
         u.finish()
@@ -235,8 +283,9 @@ def parse(text: str, source: str, base: Path) -> Settings:
     remotes = _remotes(source, top.get("remotes", dict, {}))
     virtual_table = top.get("virtual", dict, None)
     virtual = _virtual(source, virtual_table, remotes) if virtual_table is not None else None
+    limits = _limits(source, top.get("limits", dict, {}))
     top.finish()
-    return Settings(server=server, remotes=remotes, virtual=virtual, source=source)
+    return Settings(server=server, remotes=remotes, virtual=virtual, limits=limits, source=source)
 
 
 def load(path: Path | None) -> Settings:
