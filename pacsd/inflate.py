@@ -36,7 +36,8 @@ def inflate(data: bytes | memoryview, max_bytes: int, max_ratio: int, ratio_afte
             pending = memoryview(inflater.unconsumed_tail)
             if len(out) > max_bytes:
                 raise BudgetExceeded(
-                    "max_inflated_bytes", f"deflated dataset inflates to more than {max_bytes} bytes (max_inflated_bytes)"
+                    "max_inflated_bytes",
+                    f"deflated dataset inflates to more than {max_bytes} bytes (max_inflated_bytes)",
                 )
             consumed = len(data) - len(pending)
             if len(out) > ratio_after and len(out) > max_ratio * max(consumed, 1):

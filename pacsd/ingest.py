@@ -21,8 +21,11 @@ Instance UID keeps the stored one and is answered with a warning.
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
@@ -41,6 +44,7 @@ from pacsd.storage import Storage, fsync_dir
 from pacsd.syncer import Syncer
 from pacsd.wire import command
 from pacsd.wire.link import Message
+from pacsd.wire.spool import Spooled
 
 # Objects up to this size (file bytes) travel in the commit as a write-ahead
 # copy: one flush per group of objects instead of three (file, directory,
@@ -49,13 +53,14 @@ from pacsd.wire.link import Message
 # (paired runs, write-ahead against fsync: 64 KB objects 1.11x, 120 KB
 # 1.07x over one association and 0.92x over four, 200 KB 0.86x, 512 KB 0.6x).
 WRITE_AHEAD_MAX = 128 * 1024
+COMPARE_CHUNK = 1 << 20  # bytes of a stored duplicate read at a time
 
 
 @dataclass(frozen=True)
 class Received:
     """An encoded dataset as it came off the wire, with its request."""
 
-    dataset: bytes  # no file meta, in transfer_syntax
+    dataset: bytes | Spooled  # no file meta, in transfer_syntax; a large one in a file
     transfer_syntax: str
     sop_class_uid: str  # from the C-STORE request (Affected SOP Class UID)
     sop_instance_uid: str  # Affected SOP Instance UID
@@ -103,9 +108,29 @@ def file_meta(received: Received) -> bytes:
     return b"\0" * 128 + b"DICM" + group_length + body
 
 
+@contextmanager
+def dataset_view(dataset: bytes | Spooled) -> Iterator[bytes | mmap.mmap]:
+    """The dataset's bytes to read from: a spooled one mapped, not read
+    (the header walk touches element headers only, not pixel data)."""
+    if not isinstance(dataset, Spooled):
+        yield dataset
+        return
+    with open(dataset.path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        yield view
+
+
+def file_parts(meta: bytes, dataset: bytes | Spooled) -> tuple[list[bytes], str | None]:
+    """What :meth:`Storage.write_temp` writes for a Part 10 file: the
+    chunks, and the spool file to append (its bytes never pass through memory)."""
+    if isinstance(dataset, Spooled):
+        return [meta], dataset.path
+    return [meta, dataset], None
+
+
 def validate(received: Received) -> Header:
     """Read the header of *received* and check its identifiers."""
-    header = read_header(received.dataset, received.transfer_syntax)
+    with dataset_view(received.dataset) as view:
+        header = read_header(view, received.transfer_syntax)
     uid.require(header.sop_class_uid, "SOP Class UID (0008,0016)")
     uid.require(header.sop_instance_uid, "SOP Instance UID (0008,0018)")
     uid.require(header.study_uid, "Study Instance UID (0020,000D)")
@@ -134,11 +159,17 @@ class Ingest:
         relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
         meta = file_meta(received)
         size = len(meta) + len(received.dataset)
+        dataset = received.dataset
         # Only a small object is joined into one bytes (its write-ahead copy);
-        # a large one is written from its two parts, never copied whole.
-        copy = meta + received.dataset if size <= WRITE_AHEAD_MAX else None
+        # a large one is written from its two parts, never copied whole, and
+        # a spooled one is copied from its file by the kernel.
+        copy = meta + dataset if size <= WRITE_AHEAD_MAX and isinstance(dataset, bytes) else None
         try:
-            temp = self.storage.write_temp([meta, received.dataset] if copy is None else [copy], sync=copy is None)
+            if copy is not None:
+                temp = self.storage.write_temp([copy], sync=False)
+            else:
+                chunks, tail = file_parts(meta, dataset)
+                temp = self.storage.write_temp(chunks, tail=tail)
         except OSError as exc:
             raise StorageFailure(f"cannot write file: {exc.strerror or exc}") from None
         placed = False
@@ -242,10 +273,19 @@ class Ingest:
         if linked.placement is Placement.NEW:
             self.storage.remove(self.storage.absolute(linked.stored_path))
 
-    def _same_dataset(self, relative: str, dataset: bytes) -> bool:
-        """Whether the stored file's dataset bytes are exactly *dataset*."""
+    def _same_dataset(self, relative: str, dataset: bytes | Spooled) -> bool:
+        """Whether the stored file's dataset bytes are exactly *dataset*,
+        compared a chunk at a time (either may be gigabytes)."""
         try:
-            return stored_dataset(self.storage.absolute(relative)) == dataset
+            offset, length = dataset_extent(self.storage.absolute(relative))
+            if length != len(dataset):
+                return False
+            with open(self.storage.absolute(relative), "rb") as stored, dataset_view(dataset) as view:
+                stored.seek(offset)
+                for start in range(0, length, COMPARE_CHUNK):
+                    if stored.read(COMPARE_CHUNK) != view[start : start + COMPARE_CHUNK]:
+                        return False
+            return True
         except (OSError, ValueError):
             return False
 
@@ -277,11 +317,23 @@ def received_from_file(path: Path) -> Received:
     )
 
 
+def dataset_extent(path: Path) -> tuple[int, int]:
+    """(offset, length) of the dataset bytes in a Part 10 file pacsd wrote."""
+    with open(path, "rb") as file:
+        head = file.read(144)
+        size = os.fstat(file.fileno()).st_size
+    # Our meta starts with (0002,0000) UL File Meta Information Group Length.
+    if head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
+        raise ValueError(f"{path}: not a Part 10 file written by pacsd")
+    offset = 144 + int.from_bytes(head[140:144], "little")
+    if offset > size:
+        raise ValueError(f"{path}: file meta runs past the end of the file")
+    return offset, size - offset
+
+
 def stored_dataset(path: Path) -> bytes:
     """The dataset bytes of a Part 10 file pacsd wrote (after its file meta)."""
-    data = path.read_bytes()
-    # Our meta starts with (0002,0000) UL File Meta Information Group Length.
-    if data[128:132] != b"DICM" or data[132:138] != b"\x02\x00\x00\x00UL":
-        raise ValueError(f"{path}: not a Part 10 file written by pacsd")
-    group_length = int.from_bytes(data[140:144], "little")
-    return data[144 + group_length :]
+    offset, length = dataset_extent(path)
+    with open(path, "rb") as file:
+        file.seek(offset)
+        return file.read(length)

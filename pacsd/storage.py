@@ -35,6 +35,20 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+def _append_file(fd: int, path: str) -> None:
+    """Copy the file at *path* to the end of *fd* inside the kernel."""
+    source = os.open(path, os.O_RDONLY)
+    try:
+        left = os.fstat(source).st_size
+        while left:
+            copied = os.copy_file_range(source, fd, min(left, 1 << 30))
+            if copied == 0:
+                raise OSError(f"{path} shrank while it was copied")
+            left -= copied
+    finally:
+        os.close(source)
+
+
 class Storage:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir
@@ -70,11 +84,14 @@ class Storage:
     def absolute(self, relative: str) -> Path:
         return self.files / relative
 
-    def write_temp(self, chunks: Iterable[bytes], directory: Path | None = None, *, sync: bool = True) -> str:
-        """Write *chunks* to a new temporary file (in tmp/ unless another
-        *directory* is given) and fsync it, unless *sync* is false (the
-        caller then keeps the bytes durable elsewhere until :meth:`sync`).
-        Returns its path."""
+    def write_temp(
+        self, chunks: Iterable[bytes], directory: Path | None = None, *, sync: bool = True, tail: str | None = None
+    ) -> str:
+        """Write *chunks*, then the content of the file *tail* if given (a
+        spooled dataset, copied by the kernel, never through memory), to a
+        new temporary file (in tmp/ unless another *directory* is given) and
+        fsync it, unless *sync* is false (the caller then keeps the bytes
+        durable elsewhere until :meth:`sync`). Returns its path."""
         fd, path = self._spare() if directory is None else (-1, "")
         if fd < 0:
             path = os.path.join(self._tmp if directory is None else directory, f"{uuid.uuid4().hex}.part")
@@ -84,6 +101,8 @@ class Storage:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
+            if tail is not None:
+                _append_file(fd, tail)
             if sync:
                 os.fsync(fd)
         except BaseException:

@@ -7,11 +7,18 @@ A700-A7FF); the README lists them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
+from pydicom.uid import UID
+
 from pacsd import errors
 from pacsd.ingest import Result
+from pacsd.wire import command
+from pacsd.wire.link import Message
 
 SUCCESS = 0x0000
 PROCESSING_FAILURE = 0x0110
+SOP_CLASS_NOT_SUPPORTED = 0x0122  # Refused: SOP Class not supported (PS3.7 C.5.4)
 
 STORE_REFUSALS: dict[type[errors.Refusal], int] = {
     errors.InvalidObject: 0xC000,
@@ -49,3 +56,20 @@ def store_refusal_code(refusal: errors.Refusal) -> int:
         if cls in STORE_REFUSALS:
             return STORE_REFUSALS[cls]
     return PROCESSING_FAILURE
+
+
+def wrong_context(message: Message, served: Collection[str]) -> str:
+    """Why *message* cannot be served on its presentation context ('' if it
+    can): the context's abstract syntax must be one the command serves, and
+    the SOP class the command names must be that abstract syntax. Answered
+    with SOP_CLASS_NOT_SUPPORTED, never by storing or aborting."""
+    abstract = str(message.context.abstract_syntax)
+    affected = message.command.text(command.AFFECTED_SOP_CLASS)
+    if abstract not in served:
+        return (
+            f"command 0x{message.command.field:04X} on presentation context {message.context.context_id}, "
+            f"which was accepted for {UID(abstract).name}"
+        )
+    if affected and affected != abstract:
+        return f"Affected SOP Class UID {affected} differs from the context's abstract syntax {abstract}"
+    return ""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pynetdicom import AllStoragePresentationContexts
+
 from pacsd import log
 from pacsd.dimse import statuses
 from pacsd.errors import Refusal
@@ -13,8 +15,11 @@ from pacsd.virtual.fetch import Proxy
 from pacsd.wire import command
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import Link, Message
+from pacsd.wire.spool import Spooled
 
 _log = log.get("pacsd.store")
+
+STORAGE_CLASSES = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
 
 
 def store(ingest: Ingest, received: Received, where: dict[str, Any]) -> tuple[int, str]:
@@ -51,11 +56,25 @@ def store(ingest: Ingest, received: Received, where: dict[str, Any]) -> tuple[in
 
 def serve_store(link: Link, message: Message, session: Session, ingest: Ingest, proxy: Proxy | None) -> None:
     request = message.command
+    try:
+        refused = statuses.wrong_context(message, STORAGE_CLASSES)
+        if refused:
+            _log.warning("store_refused", status=f"0x{statuses.SOP_CLASS_NOT_SUPPORTED:04X}", reason=refused,
+                         sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE), **session.fields())  # fmt: skip
+            code, comment = statuses.SOP_CLASS_NOT_SUPPORTED, refused
+        else:
+            code, comment = _store_or_stage(message, session, ingest, proxy)
+    finally:
+        if isinstance(message.dataset, Spooled):
+            message.dataset.discard()  # stored by now (copied), or refused
+    link.send(int(message.context.context_id or 0), command.response(request, command.C_STORE_RSP, code, comment))
+
+
+def _store_or_stage(message: Message, session: Session, ingest: Ingest, proxy: Proxy | None) -> tuple[int, str]:
+    request = message.command
     received = received_from_message(message, session.calling_ae)
     originator = (request.text(command.MOVE_ORIGINATOR_AE), request.us(command.MOVE_ORIGINATOR_ID))
     fetch = proxy.fetch_arrival(*originator, session.calling_ae) if proxy is not None else None
     if proxy is not None and fetch is not None:  # an upstream answering our C-MOVE: staged, not indexed
-        code, comment = proxy.stage_arrival(fetch, received, session.fields())
-    else:
-        code, comment = store(ingest, received, session.fields())
-    link.send(int(message.context.context_id or 0), command.response(request, command.C_STORE_RSP, code, comment))
+        return proxy.stage_arrival(fetch, received, session.fields())
+    return store(ingest, received, session.fields())

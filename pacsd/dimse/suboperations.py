@@ -29,6 +29,21 @@ _log = log.get("pacsd.retrieve")
 # C-STORE statuses that count as warnings (PS3.4 B.2.3); other non-zero ones fail.
 _STORE_WARNINGS = {0xB000, 0xB006, 0xB007, 0x0107, 0x0116}
 
+US_MAX = 0xFFFF  # sub-operation counts and Message IDs are US (PS3.7 E.1-1)
+
+
+def clamp(count: int) -> int:
+    """A sub-operation count as the US field can carry it: a retrieve of
+    more than 65 535 instances reports 65 535 until fewer remain."""
+    return min(count, US_MAX)
+
+
+def message_id(n: int) -> int:
+    """The Message ID of the *n*-th sub-operation (from 0): 1 to 65 535,
+    then round again (IDs need only be unique among outstanding messages,
+    and we have one at a time)."""
+    return n % US_MAX + 1
+
 
 @dataclass
 class Tally:
@@ -47,12 +62,12 @@ class Tally:
 
     def counts(self, with_remaining: bool) -> list[tuple[int, str, int]]:
         elements = [
-            (command.COMPLETED, "US", self.completed),
-            (command.FAILED, "US", self.failed + self.unfetched),
-            (command.WARNING, "US", self.warning),
+            (command.COMPLETED, "US", clamp(self.completed)),
+            (command.FAILED, "US", clamp(self.failed + self.unfetched)),
+            (command.WARNING, "US", clamp(self.warning)),
         ]
         if with_remaining:
-            elements.append((command.REMAINING, "US", self.remaining))
+            elements.append((command.REMAINING, "US", clamp(self.remaining)))
         return elements
 
     def failed_list(self) -> Dataset | None:
@@ -129,12 +144,12 @@ class SubOperations:
             if isinstance(prepared, tuple):
                 context_id, data = prepared
                 requestor.send_c_store(
-                    self.out, context_id, instance.sop_class_uid, instance.sop_uid, data, n + 1, self.originator
+                    self.out, context_id, instance.sop_class_uid, instance.sop_uid, data, message_id(n), self.originator
                 )
             # Read the next file while the peer stores this one.
             upcoming = self._prepare(stored[n + 1]) if n + 1 < len(stored) else None
             if isinstance(prepared, tuple):
-                status = requestor.store_response(self.out, n + 1).status
+                status = requestor.store_response(self.out, message_id(n)).status
             else:
                 status = statuses.UNABLE_TO_PROCESS
             if status == statuses.SUCCESS:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pacsd import uid
 from pacsd.errors import Refusal
-from pacsd.ingest import Received, file_meta, validate
+from pacsd.ingest import Received, file_meta, file_parts, validate
 from pacsd.storage import Storage
 
 LOCK_POLL = 0.05  # seconds between tries of a busy lock
@@ -109,7 +109,8 @@ class Staging:
         header = validate(received)
         uid.require(header.sop_instance_uid, "SOP Instance UID used in a path")
         try:
-            temp = self.storage.write_temp([file_meta(received), received.dataset], directory)
+            chunks, tail = file_parts(file_meta(received), received.dataset)
+            temp = self.storage.write_temp(chunks, directory, tail=tail)
             os.rename(temp, directory / f"{header.sop_instance_uid}.dcm")
         except FileNotFoundError:
             raise NotStaging(f"fetch {message_id} ended while this object arrived") from None
