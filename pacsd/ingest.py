@@ -119,6 +119,18 @@ def dataset_view(dataset: bytes | Spooled) -> Iterator[bytes | mmap.mmap]:
         yield view
 
 
+@contextmanager
+def _chunks(dataset: bytes | Spooled) -> Iterator[Iterator[bytes | memoryview]]:
+    """*dataset* a chunk at a time; a spooled one read, not mapped (mapped
+    pages would count in the process's memory)."""
+    if not isinstance(dataset, Spooled):
+        view = memoryview(dataset)
+        yield (view[start : start + COMPARE_CHUNK] for start in range(0, len(view), COMPARE_CHUNK))
+        return
+    with open(dataset.path, "rb") as file:
+        yield iter(lambda: file.read(COMPARE_CHUNK), b"")
+
+
 def file_parts(meta: bytes, dataset: bytes | Spooled) -> tuple[list[bytes], str | None]:
     """What :meth:`Storage.write_temp` writes for a Part 10 file: the
     chunks, and the spool file to append (its bytes never pass through memory)."""
@@ -280,12 +292,9 @@ class Ingest:
             offset, length = dataset_extent(self.storage.absolute(relative))
             if length != len(dataset):
                 return False
-            with open(self.storage.absolute(relative), "rb") as stored, dataset_view(dataset) as view:
+            with open(self.storage.absolute(relative), "rb") as stored, _chunks(dataset) as received:
                 stored.seek(offset)
-                for start in range(0, length, COMPARE_CHUNK):
-                    if stored.read(COMPARE_CHUNK) != view[start : start + COMPARE_CHUNK]:
-                        return False
-            return True
+                return all(stored.read(len(chunk)) == chunk for chunk in received)
         except (OSError, ValueError):
             return False
 

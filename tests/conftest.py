@@ -40,6 +40,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def peak_rss_kib(pid: int) -> int:
+    """The peak resident memory of process *pid* (VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
 def pacsd_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "pacsd.cli", *args]
 
