@@ -17,6 +17,13 @@ from pacsd.virtual.fetch import Proxy
 from pacsd.virtual.staging import Staging
 
 
+def check_data_dir(settings: Settings) -> None:
+    """Raise :class:`pacsd.errors.StartupError` (one line: the path and the
+    problem) unless the data dir's layout exists or can be made, and each of
+    its directories can be written."""
+    Storage(settings.server.data_dir).make_layout()
+
+
 def prepare(settings: Settings) -> int:
     """Once per start, before anything serves: create the layout, clear the
     temporaries and staged fetches a crash left, create or upgrade the

@@ -43,7 +43,10 @@ def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
         ('[virtual]\nupstreams = ["NOPE"]\n', ["[virtual] upstreams", "'NOPE' is not a [remotes] entry"]),
         ("[virtual]\nupstreams = []\n", ["[virtual] upstreams", "at least one"]),
         (REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.UP]\nretrieve = "ftp"\n', ["[virtual.UP] retrieve"]),
-        (REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.UP]\nfetch_timeout = 0\n', ["fetch_timeout", "between 0.001"]),
+        (
+            REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.UP]\nfetch_timeout = 0\n',
+            ["fetch_timeout", "between 0.001"],
+        ),
         (REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.UP]\nquery_filter = "nosuch:fn"\n', ["cannot load"]),
         (REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.UP]\nquery_filter = "json"\n', ["module:function"]),
         (REMOTE + '[virtual]\nupstreams = ["UP"]\n[virtual.OTHER]\n', ["[virtual] OTHER", "unknown key"]),
