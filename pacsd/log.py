@@ -68,6 +68,9 @@ def configure(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [_ToStructlog()]
     root.setLevel(logging.WARNING)
+    # pydicom reports each problem twice, as a log record and as a warning
+    # (warn_and_log); the warning says where, so keep only that.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.showwarning = _show_warning
     # "always" keeps no registry of messages seen: with peer text in the
     # messages, the default action's registry would grow without bound.
