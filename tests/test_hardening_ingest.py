@@ -28,7 +28,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # t
 from pacsd import synth
 from pacsd.errors import InvalidObject, OverBudget
 from pacsd.header import MAX_KEPT_VALUE, read_header
-from pacsd.limits import MiB, Limits
+from pacsd.limits import Limits, MiB
 from tests.conftest import DCMTK_ENV, SCU, Server
 
 EXPLICIT_LE = str(ExplicitVRLittleEndian)

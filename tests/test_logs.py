@@ -23,7 +23,7 @@ from tests.conftest import REPO, SCU, Server
 from tests.test_hardening_ingest import EXPLICIT_LE, echo, part10, with_raw
 
 FORGED_UID = "1.2.3.999999"
-FORGED = '{"event": "stored", "result": "stored", "sop_instance_uid": "%s", "level": "info"}' % FORGED_UID
+FORGED = json.dumps({"event": "stored", "result": "stored", "sop_instance_uid": FORGED_UID, "level": "info"})
 HOSTILE_TEXT = [
     b"\n" + FORGED.encode() + b"\n",
     b"\r\n" + FORGED.encode(),
