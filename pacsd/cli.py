@@ -34,7 +34,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _index_path(settings: Settings) -> Path:
     """The index of an archive that has served; never creates one."""
-    path = settings.server.data_dir / "index.sqlite"
+    data_dir = settings.server.data_dir
+    if data_dir.exists() and not data_dir.is_dir():
+        raise StartupError(data_dir, "exists and is not a directory")
+    path = data_dir / "index.sqlite"
     if not path.exists() and not path.is_symlink():
         raise StartupError(path, "no index here (has the server run with this data_dir?)")
     return path
