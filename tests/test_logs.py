@@ -16,6 +16,8 @@ import random
 import re
 import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 from pacsd import synth
@@ -135,3 +137,33 @@ def test_every_stderr_line_is_a_pacsd_json_event(server: Server, tmp_path: Path)
     assert [e for e in events if e["event"].startswith("library_")]
     assert any("\n" in str(e.get("text", "")) or "\n" in str(e.get("reason", "")) for e in events)
     assert sum(1 for s in statuses if s.Status == 0x0000) >= 1
+
+
+LIBRARY_NOISE = f"""
+import logging, sys, threading, warnings
+from pacsd import log
+log.configure()
+print("raw line\\n" + {FORGED!r}, file=sys.stderr)
+sys.stderr.write("no newline at exit")
+warnings.warn("warned\\n" + {FORGED!r})
+logging.getLogger("pynetdicom").error("logged %s", "\\n" + {FORGED!r})
+threading.Thread(target=lambda: 1 / 0).start()
+log.say("pacsd: a line for a person\\nwith a newline")
+raise SystemExit(3)
+"""
+
+
+def test_library_output_warnings_and_tracebacks_are_events(tmp_path: Path) -> None:
+    """What libraries write, warn, log or raise comes out as pacsd events; only
+    log.say (the CLI's one-line messages) writes a plain line."""
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", LIBRARY_NOISE], capture_output=True, text=True, env=env, timeout=30)
+    assert result.returncode == 3
+    lines = result.stderr.splitlines()
+    assert "pacsd: a line for a person with a newline" in lines
+    events = [json.loads(line) for line in lines if line != "pacsd: a line for a person with a newline"]
+    names = [e["event"] for e in events]
+    assert names.count("library_output") == 3, lines  # two printed lines, and the unterminated one at exit
+    assert {"library_warning", "library_log", "unhandled_exception"} <= set(names)
+    assert "stored" not in names
+    assert all(e["event"] in pacsd_events() for e in events)
