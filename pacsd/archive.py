@@ -17,6 +17,13 @@ from pacsd.virtual.fetch import Proxy
 from pacsd.virtual.staging import Staging
 
 
+def check_data_dir(settings: Settings) -> None:
+    """Raise :class:`pacsd.errors.StartupError` (one line: the path and the
+    problem) unless the data dir's layout exists or can be made, and each of
+    its directories can be written."""
+    Storage(settings.server.data_dir).make_layout()
+
+
 def prepare(settings: Settings) -> int:
     """Once per start, before anything serves: create the layout, clear the
     temporaries and staged fetches a crash left, create or upgrade the
@@ -24,7 +31,7 @@ def prepare(settings: Settings) -> int:
     Returns how many stale temporaries and fetches were removed."""
     storage = Storage(settings.server.data_dir)
     storage.make_layout()
-    stale = storage.clear_temporaries() + Staging(storage).clear()
+    stale = storage.clear_temporaries() + Staging(storage, settings.limits).clear()
     db = open_index(storage.root / "index.sqlite")
     try:
         replayed = replay(storage)
@@ -46,8 +53,8 @@ class Archive:
         self.db = open_index(self.storage.root / "index.sqlite")
         self.writer = IndexWriter(self.db.connect_writer)
         self.syncer = Syncer(self.storage, self.writer)
-        self.ingest = Ingest(self.storage, self.writer, self.syncer)
-        self.staging = Staging(self.storage)
+        self.ingest = Ingest(self.storage, self.writer, self.syncer, settings.limits)
+        self.staging = Staging(self.storage, settings.limits)
         # The caching proxy, when [virtual] names upstreams.
         self.proxy = Proxy(settings, self.ingest, self.staging) if settings.virtual else None
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pacsd import __version__, log
 from pacsd.config import ConfigError, Settings, load
+from pacsd.errors import StartupError
 
 EXIT_USAGE = 2
 
@@ -18,20 +19,27 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from pacsd.archive import check_data_dir
     from pacsd.server import ListenError, serve
 
+    settings = _settings(args)
+    check_data_dir(settings)  # before the server locks or binds anything in it
     try:
-        serve(_settings(args))
+        serve(settings)
     except ListenError as exc:
-        print(f"pacsd: {exc}", file=sys.stderr)
+        log.say(f"pacsd: {exc}")
         return 1
     return 0
 
 
 def _index_path(settings: Settings) -> Path:
-    path = settings.server.data_dir / "index.sqlite"
-    if not path.exists():
-        raise ConfigError(f"{settings.source}: no index at {path} (has the server run with this data_dir?)")
+    """The index of an archive that has served; never creates one."""
+    data_dir = settings.server.data_dir
+    if data_dir.exists() and not data_dir.is_dir():
+        raise StartupError(data_dir, "exists and is not a directory")
+    path = data_dir / "index.sqlite"
+    if not path.exists() and not path.is_symlink():
+        raise StartupError(path, "no index here (has the server run with this data_dir?)")
     return path
 
 
@@ -91,7 +99,7 @@ def _import(args: argparse.Namespace) -> int:
     finally:
         archive.close()
     for path, why in problems:
-        print(f"{path}: {why}", file=sys.stderr)
+        log.say(f"{path}: {why}")
     print(" ".join(f"{key}={value}" for key, value in sorted(counts.items())) or "no files")
     return 1 if problems else 0
 
@@ -125,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     log.configure()
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
-        print(f"pacsd: {exc}", file=sys.stderr)
+    except (ConfigError, StartupError) as exc:
+        log.say(f"pacsd: {exc}")
         return EXIT_USAGE
     return code
 

@@ -37,3 +37,21 @@ class StorageFailure(Refusal):
 
 class InvalidQuery(Refusal):
     """A C-FIND/C-MOVE/C-GET identifier pacsd cannot answer as asked."""
+
+
+class OverBudget(Refusal):
+    """The object exceeds a budget of :class:`pacsd.limits.Limits`; ``budget`` names its key."""
+
+    def __init__(self, budget: str, message: str) -> None:
+        super().__init__(message)
+        self.budget = budget
+
+
+class StartupError(Exception):
+    """The data dir or the index cannot be used; ``str()`` is ``<path>: <problem>``,
+    the one line ``pacsd`` prints before exiting with status 2."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem

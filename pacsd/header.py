@@ -13,12 +13,14 @@ re-encoded. Two passes over those bytes:
 
 from __future__ import annotations
 
+import datetime
+import mmap
+import re
 import struct
-import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from io import BytesIO
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR
@@ -28,7 +30,15 @@ from pydicom.tag import Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
-from pacsd.errors import InvalidObject
+from pacsd import inflate as inflating
+from pacsd.errors import InvalidObject, OverBudget
+from pacsd.limits import BudgetExceeded, Limits
+
+# What a dataset may be read from: bytes, a view, or an mmap of a spooled
+# file of gigabytes. Only struct.unpack_from and slices of single kept
+# elements touch it, so nothing copies the whole buffer.
+Buffer = bytes | bytearray | memoryview | mmap.mmap
+DEFAULT_LIMITS = Limits()
 
 UNDEFINED = 0xFFFFFFFF
 ITEM = 0xFFFEE000
@@ -37,6 +47,17 @@ SEQUENCE_END = 0xFFFEE0DD
 # Explicit VRs encoded with 2 reserved bytes and a 4-byte length (PS3.5 7.1.2).
 LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 MAX_DEPTH = 32
+# A kept element's value is copied out of the buffer to be decoded; the
+# longest legitimate one (a Request Attributes Sequence) is a few KiB.
+MAX_KEPT_VALUE = 1 << 20
+MAX_LOGGED_VALUE = 64  # characters of an ignored value in its log event
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
+_OLD_DATE = re.compile(r"([0-9]{4})\.([0-9]{2})\.([0-9]{2})")  # ACR-NEMA, PS3.5 6.2 note
+_TIME = re.compile(r"([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(\.[0-9]{1,6})?)?)?")
+_OLD_TIME = re.compile(r"([0-9]{2}):([0-9]{2})(?::([0-9]{2})(\.[0-9]{1,6})?)?")
 
 # The attributes the index keeps; decoding stops after the last of them.
 KEPT_KEYWORDS = (
@@ -58,6 +79,14 @@ class Request:
     requested_procedure_id: str
     scheduled_procedure_step_id: str
     accession: str
+
+
+class IgnoredValue(NamedTuple):
+    """A value the index cannot hold: stored in the file, empty in the index."""
+
+    keyword: str
+    value: str
+    why: str
 
 
 @dataclass(frozen=True)
@@ -87,12 +116,13 @@ class Header:
     body_part: str
     instance_number: int | None
     requests: tuple[Request, ...]
+    problems: tuple[IgnoredValue, ...] = ()
 
 
 class _Walker:
     """Bounds-checks element headers of one encoding over a buffer."""
 
-    def __init__(self, data: bytes, implicit: bool, little: bool) -> None:
+    def __init__(self, data: Buffer, implicit: bool, little: bool) -> None:
         self.data = data
         self.implicit = implicit
         order = "<" if little else ">"
@@ -136,7 +166,7 @@ class _Walker:
                 # UN of undefined length holds implicit VR little endian items (PS3.5 6.2.2).
                 after = self.items(start, end, implicit or vr == b"UN", depth + 1)
                 if depth == 0 and tag in KEPT:
-                    self.kept[tag] = (pos, start, after)
+                    self.keep(tag, pos, start, after)
                 pos = after
                 continue
             if start + length > end:
@@ -144,11 +174,19 @@ class _Walker:
             if vr == b"SQ":
                 self.items(start, start + length, implicit, depth + 1, defined=True)
             if depth == 0 and tag in KEPT:
-                self.kept[tag] = (pos, start, start + length)
+                self.keep(tag, pos, start, start + length)
             pos = start + length
         if in_item:
             raise self._truncated(pos, "item without its delimiter")
         return pos
+
+    def keep(self, tag: int, pos: int, start: int, end: int) -> None:
+        if end - start > MAX_KEPT_VALUE:
+            raise InvalidObject(
+                f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) at byte {pos} has a value of {end - start} bytes, "
+                f"more than the {MAX_KEPT_VALUE} pacsd reads"
+            )
+        self.kept[tag] = (pos, start, end)
 
     def items(self, pos: int, end: int, implicit: bool, depth: int, defined: bool = False) -> int:
         """Walk the items of a sequence (or pixel data fragments)."""
@@ -173,19 +211,21 @@ class _Walker:
         return pos
 
 
-def inflate(data: bytes) -> bytes:
-    """Undo Deflated Explicit VR Little Endian (raw deflate, PS3.5 A.5)."""
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+def inflate(data: Buffer, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Undo Deflated Explicit VR Little Endian (raw deflate, PS3.5 A.5),
+    within the budgets of *limits*: a deflate bomb is refused with
+    :class:`OverBudget` before it costs more than max_inflated_bytes."""
     try:
-        out = inflater.decompress(data) + inflater.flush()
-    except zlib.error as exc:
-        raise InvalidObject(f"deflated dataset cannot be inflated: {exc}") from None
-    if not inflater.eof:
-        raise InvalidObject("truncated dataset: deflate stream ends early")
-    return out
+        return inflating.inflate(
+            memoryview(data), limits.max_inflated_bytes, limits.max_inflate_ratio, limits.inflate_ratio_after
+        )
+    except inflating.InflateError as exc:
+        raise InvalidObject(str(exc)) from None
+    except BudgetExceeded as exc:
+        raise OverBudget(exc.budget, str(exc)) from None
 
 
-def check_structure(data: bytes, implicit: bool, little: bool) -> dict[int, tuple[int, int, int]]:
+def check_structure(data: Buffer, implicit: bool, little: bool) -> dict[int, tuple[int, int, int]]:
     """Raise :class:`InvalidObject` unless *data* is a complete dataset.
 
     Returns where the kept top-level elements are: tag -> (element start,
@@ -215,15 +255,16 @@ class _Values:
     Specific Character Set, as pydicom would, but without building a
     Dataset (that was a quarter of the CPU of a store)."""
 
-    def __init__(self, data: bytes, kept: dict[int, tuple[int, int, int]]) -> None:
+    def __init__(self, data: Buffer, kept: dict[int, tuple[int, int, int]]) -> None:
         self.data = data
         self.kept = kept
+        self.problems: list[IgnoredValue] = []
         self.charset = self.text("SpecificCharacterSet")
         self.encodings = convert_encodings(self.charset.split("\\") if self.charset else None)
 
     def raw(self, keyword: str) -> bytes:
         where = self.kept.get(_TAGS[keyword])
-        return b"" if where is None else self.data[where[1] : where[2]]
+        return b"" if where is None else bytes(self.data[where[1] : where[2]])
 
     def text(self, keyword: str) -> str:
         raw = self.raw(keyword)
@@ -239,11 +280,58 @@ class _Values:
         # Trailing empty component groups carry nothing ("Wang^XiaoDong=王^小東=").
         return value.rstrip("=") if _VRS[keyword] == "PN" else value
 
+    def _plain(self, keyword: str) -> str | None:
+        """An IS/DA/TM value as text, or None (a problem noted) if it holds
+        bytes these VRs never do."""
+        raw = self.raw(keyword).strip(b" \0")
+        if raw.isascii():
+            return raw.decode("ascii")
+        self._ignore(keyword, raw.decode("ascii", "backslashreplace"), "not ASCII")
+        return None
+
+    def _ignore(self, keyword: str, value: str, why: str) -> None:
+        # The value reaches the log: keep it short.
+        self.problems.append(IgnoredValue(keyword, value[:MAX_LOGGED_VALUE], why))
+
     def integer(self, keyword: str) -> int | None:
+        """An IS (PS3.5 6.2: a signed integer in -2^31..2^31-1), or None."""
+        value = self._plain(keyword)
+        if not value:
+            return None
+        if not _INTEGER.fullmatch(value):
+            self._ignore(keyword, value, "not an integer string")
+            return None
+        number = int(value)
+        if not INT_MIN <= number <= INT_MAX:
+            self._ignore(keyword, value, "integer string outside -2^31..2^31-1")
+            return None
+        return number
+
+    def date(self, keyword: str) -> str:
+        """A DA as YYYYMMDD (the old YYYY.MM.DD form too), or '' if it is not a date."""
+        value = self._plain(keyword)
+        if not value:
+            return ""
+        match = _DATE.fullmatch(value) or _OLD_DATE.fullmatch(value)
         try:
-            return int(self.text(keyword)) if self.raw(keyword).strip(b" \0") else None
+            if match is None:
+                raise ValueError
+            datetime.date(*map(int, match.groups()))
         except ValueError:
-            return None  # a malformed IS is not worth refusing the object
+            self._ignore(keyword, value, "not a date (YYYYMMDD)")
+            return ""
+        return "".join(match.groups())
+
+    def time(self, keyword: str) -> str:
+        """A TM as HH[MM[SS[.F{1,6}]]] (colons of the old form dropped), or ''."""
+        value = self._plain(keyword)
+        if not value:
+            return ""
+        match = _TIME.fullmatch(value) or _OLD_TIME.fullmatch(value)
+        if match is None or not _valid_time(*(int(part or 0) for part in match.groups()[:3])):
+            self._ignore(keyword, value, "not a time (HHMMSS.FFFFFF)")
+            return ""
+        return value.replace(":", "")
 
     def requests(self, implicit: bool, little: bool) -> tuple[Request, ...]:
         where = self.kept.get(_TAGS["RequestAttributesSequence"])
@@ -261,6 +349,10 @@ class _Values:
         )
 
 
+def _valid_time(hour: int, minute: int, second: int) -> bool:
+    return hour <= 23 and minute <= 59 and second <= 60  # 60: a leap second
+
+
 @lru_cache(maxsize=64)
 def _encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
     """(deflated, implicit VR, little endian) of a transfer syntax. Cached:
@@ -271,41 +363,45 @@ def _encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
     return ts == DeflatedExplicitVRLittleEndian, ts.is_implicit_VR, ts.is_little_endian
 
 
-def read_header(encoded: bytes, transfer_syntax: str) -> Header:
+def read_header(encoded: Buffer, transfer_syntax: str, limits: Limits = DEFAULT_LIMITS) -> Header:
     """Check *encoded* and return its :class:`Header`.
 
-    *encoded* is the dataset as sent (no file meta), in *transfer_syntax*.
+    *encoded* is the dataset as sent (no file meta), in *transfer_syntax*:
+    bytes, a memoryview or an mmap, never copied whole (a deflated one is
+    inflated, within the budgets of *limits*). A value the index cannot
+    hold is left empty and named in ``Header.problems``.
     """
     deflated, implicit, little = _encoding(transfer_syntax)
-    data = inflate(encoded) if deflated else encoded
+    data = inflate(encoded, limits) if deflated else encoded
     kept = check_structure(data, implicit, little)
     try:
         v = _Values(data, kept)
-        return Header(
-            sop_class_uid=v.text("SOPClassUID"),
-            sop_instance_uid=v.text("SOPInstanceUID"),
-            study_uid=v.text("StudyInstanceUID"),
-            series_uid=v.text("SeriesInstanceUID"),
-            patient_id=v.text("PatientID"),
-            issuer=v.text("IssuerOfPatientID"),
-            patient_name=v.text("PatientName"),
-            birth_date=v.text("PatientBirthDate"),
-            sex=v.text("PatientSex"),
-            study_date=v.text("StudyDate"),
-            study_time=v.text("StudyTime"),
-            accession=v.text("AccessionNumber"),
-            study_description=v.text("StudyDescription"),
-            referring_physician=v.text("ReferringPhysicianName"),
-            study_id=v.text("StudyID"),
-            modality=v.text("Modality"),
-            series_number=v.integer("SeriesNumber"),
-            series_description=v.text("SeriesDescription"),
-            series_date=v.text("SeriesDate"),
-            series_time=v.text("SeriesTime"),
-            body_part=v.text("BodyPartExamined"),
-            instance_number=v.integer("InstanceNumber"),
-            requests=v.requests(implicit, little),
-        )
+        fields: dict[str, Any] = {
+            "sop_class_uid": v.text("SOPClassUID"),
+            "sop_instance_uid": v.text("SOPInstanceUID"),
+            "study_uid": v.text("StudyInstanceUID"),
+            "series_uid": v.text("SeriesInstanceUID"),
+            "patient_id": v.text("PatientID"),
+            "issuer": v.text("IssuerOfPatientID"),
+            "patient_name": v.text("PatientName"),
+            "birth_date": v.date("PatientBirthDate"),
+            "sex": v.text("PatientSex"),
+            "study_date": v.date("StudyDate"),
+            "study_time": v.time("StudyTime"),
+            "accession": v.text("AccessionNumber"),
+            "study_description": v.text("StudyDescription"),
+            "referring_physician": v.text("ReferringPhysicianName"),
+            "study_id": v.text("StudyID"),
+            "modality": v.text("Modality"),
+            "series_number": v.integer("SeriesNumber"),
+            "series_description": v.text("SeriesDescription"),
+            "series_date": v.date("SeriesDate"),
+            "series_time": v.time("SeriesTime"),
+            "body_part": v.text("BodyPartExamined"),
+            "instance_number": v.integer("InstanceNumber"),
+            "requests": v.requests(implicit, little),
+        }
+        return Header(**fields, problems=tuple(v.problems))
     except InvalidObject:
         raise
     except Exception as exc:  # pydicom raises many types on garbage input

@@ -40,6 +40,7 @@ from pacsd.header import Header, read_header
 from pacsd.index import identity, writeahead
 from pacsd.index.identity import Linked, Placement
 from pacsd.index.writer import IndexWriter
+from pacsd.limits import Limits
 from pacsd.storage import Storage, fsync_dir
 from pacsd.syncer import Syncer
 from pacsd.wire import command
@@ -139,10 +140,10 @@ def file_parts(meta: bytes, dataset: bytes | Spooled) -> tuple[list[bytes], str 
     return [meta, dataset], None
 
 
-def validate(received: Received) -> Header:
-    """Read the header of *received* and check its identifiers."""
+def validate(received: Received, limits: Limits) -> Header:
+    """Read the header of *received* (within *limits*) and check its identifiers."""
     with dataset_view(received.dataset) as view:
-        header = read_header(view, received.transfer_syntax)
+        header = read_header(view, received.transfer_syntax, limits)
     uid.require(header.sop_class_uid, "SOP Class UID (0008,0016)")
     uid.require(header.sop_instance_uid, "SOP Instance UID (0008,0018)")
     uid.require(header.study_uid, "Study Instance UID (0020,000D)")
@@ -160,14 +161,15 @@ def validate(received: Received) -> Header:
 
 
 class Ingest:
-    def __init__(self, storage: Storage, writer: IndexWriter, syncer: Syncer) -> None:
+    def __init__(self, storage: Storage, writer: IndexWriter, syncer: Syncer, limits: Limits) -> None:
         self.storage = storage
+        self.limits = limits
         self.writer = writer
         self.syncer = syncer
 
     def store(self, received: Received) -> Outcome:
         """Store *received*; raise a :class:`pacsd.errors.Refusal` if refused."""
-        header = validate(received)
+        header = validate(received, self.limits)
         relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
         meta = file_meta(received)
         size = len(meta) + len(received.dataset)
@@ -222,7 +224,7 @@ class Ingest:
         items = []
         for path in files:
             received = received_from_file(path)
-            header = validate(received)
+            header = validate(received, self.limits)
             if header.study_uid != expect_study:
                 raise RequestMismatch(
                     f"{header.sop_instance_uid} belongs to study {header.study_uid}, not {expect_study}"

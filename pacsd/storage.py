@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pacsd import uid
+from pacsd.errors import StartupError
 from pacsd.spares import Spares, unlink
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -49,6 +50,28 @@ def _append_file(fd: int, path: str) -> None:
         os.close(source)
 
 
+def _make_directory(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # exists, and is not a directory (or a link to one)
+        raise StartupError(path, "exists and is not a directory") from None
+    except NotADirectoryError:
+        raise StartupError(path, "a parent of it is not a directory") from None
+    except OSError as exc:
+        raise StartupError(path, f"cannot create directory: {exc.strerror or exc}") from None
+
+
+def _check_writable(directory: Path) -> None:
+    """Create and remove a file: os.access says yes to root on any directory
+    it may not actually write (immutable, read-only mount, full quota)."""
+    probe = directory / f".pacsd-probe-{uuid.uuid4().hex}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise StartupError(directory, f"directory is not writable: {exc.strerror or exc}") from None
+
+
 class Storage:
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir
@@ -60,8 +83,11 @@ class Storage:
         self.spares = Spares(self._tmp)  # started by a serving process only
 
     def make_layout(self) -> None:
-        for path in (self.root, self.files, self.tmp):
-            path.mkdir(parents=True, exist_ok=True)
+        """Create the directories, or raise :class:`StartupError` naming the
+        one that is not a directory, cannot be made, or cannot be written."""
+        for path in (self.root, self.files, self.tmp, self.tmp / "spare"):
+            _make_directory(path)
+            _check_writable(path)
 
     def clear_temporaries(self) -> int:
         """Remove temporaries left by a crash; only before anything serves.

@@ -24,6 +24,9 @@ STORE_REFUSALS: dict[type[errors.Refusal], int] = {
     errors.InvalidObject: 0xC000,
     errors.InvalidUID: 0xC001,
     errors.RequestMismatch: 0xC002,
+    # Over a budget (max_inflated_bytes, max_inflate_ratio, ...; the comment
+    # names it): permanent, a sender must not retry the same object.
+    errors.OverBudget: 0xC003,
     errors.SOPClassMismatch: 0xA900,  # standard: Data Set does not match SOP Class
     errors.IdentityConflict: 0xC010,
     errors.StorageFailure: 0xA700,  # standard: Out of resources

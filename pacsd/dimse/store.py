@@ -9,7 +9,7 @@ from pynetdicom import AllStoragePresentationContexts
 
 from pacsd import log
 from pacsd.dimse import statuses
-from pacsd.errors import Refusal
+from pacsd.errors import OverBudget, Refusal
 from pacsd.ingest import Ingest, Received, received_from_message
 from pacsd.virtual.fetch import Proxy
 from pacsd.wire import command
@@ -29,6 +29,8 @@ def store(ingest: Ingest, received: Received, where: dict[str, Any]) -> tuple[in
         outcome = ingest.store(received)
     except Refusal as refusal:
         code = statuses.store_refusal_code(refusal)
+        if isinstance(refusal, OverBudget):
+            _log.warning("budget_exceeded", budget=refusal.budget, reason=str(refusal), **where)
         _log.warning(
             "store_refused",
             sop_instance_uid=received.sop_instance_uid,
@@ -42,6 +44,9 @@ def store(ingest: Ingest, received: Received, where: dict[str, Any]) -> tuple[in
         _log.exception("store_failed", sop_instance_uid=received.sop_instance_uid, **where)
         return statuses.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
     code = statuses.STORE_RESULTS[outcome.result]
+    if outcome.header.problems:  # stored, with these index fields left empty
+        ignored = [problem._asdict() for problem in outcome.header.problems]
+        _log.warning("index_value_ignored", sop_instance_uid=received.sop_instance_uid, values=ignored, **where)
     _log.info(
         "stored",
         result=outcome.result.value,

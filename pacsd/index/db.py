@@ -8,10 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from peewee import Model
+import apsw
+from peewee import DatabaseError, Model
 from playhouse.apsw_ext import APSWDatabase
 from playhouse.pool import PooledDatabase
 
+from pacsd.errors import StartupError
 from pacsd.index.models import MODELS, Fetch, WriteAhead, database
 
 # Bumped with each schema change; upgrades go in UPGRADES[from_version].
@@ -25,7 +27,7 @@ UPGRADES: dict[int, list[type[Model]]] = {
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's write lock
 
 
-class SchemaError(Exception):
+class SchemaError(StartupError):
     """The index was written by a newer pacsd, or cannot be upgraded."""
 
 
@@ -86,11 +88,11 @@ def open_index(path: Path, *, readonly: bool = False) -> APSWDatabase:
     WAL lets readers (C-FIND, ``pacsd stats``) run while a store commits;
     synchronous=FULL makes a commit durable before we answer success.
     """
-    flags = {}
-    if readonly:
-        import apsw
-
-        flags = {"flags": apsw.SQLITE_OPEN_READONLY}
+    if path.is_dir():
+        raise StartupError(path, "is a directory, not an index")
+    if readonly and not path.is_file():
+        raise StartupError(path, "no index here (has the server run with this data_dir?)")
+    flags = {"flags": apsw.SQLITE_OPEN_READONLY} if readonly else {}
     db = _Database(
         str(path),
         pragmas={"foreign_keys": 1, "synchronous": "full"}
@@ -104,22 +106,43 @@ def open_index(path: Path, *, readonly: bool = False) -> APSWDatabase:
         **flags,
     )
     database.initialize(db)
-    db.connect()
-    if not readonly:
-        _migrate(db)
-    else:
-        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
-            raise SchemaError(f"{path}: index schema version {version}, this pacsd reads {SCHEMA_VERSION}")
+    try:
+        db.connect()
+        version = _migrate(db) if not readonly else db.execute_sql("PRAGMA user_version").fetchone()[0]
+    except (apsw.Error, DatabaseError) as exc:  # peewee re-raises some apsw errors as its own
+        _abandon(db)
+        raise StartupError(path, _problem(exc)) from None
+    except SchemaError as exc:
+        _abandon(db)
+        raise SchemaError(path, exc.problem) from None
+    if version != SCHEMA_VERSION:
+        _abandon(db)
+        raise SchemaError(path, f"index schema version {version}, this pacsd reads {SCHEMA_VERSION}")
     return db
 
 
-def _migrate(db: APSWDatabase) -> None:
+def _abandon(db: APSWDatabase) -> None:
+    try:
+        close_index(db)
+    except Exception:  # a connection that never opened: nothing to close
+        pass
+
+
+def _problem(exc: Exception) -> str:
+    """What an error on opening means, in the words of a person."""
+    if isinstance(exc, apsw.NotADBError | apsw.CorruptError) or "not a database" in str(exc):
+        return "not an SQLite index (corrupt, or another kind of file)"
+    return f"cannot open the index: {exc}"
+
+
+def _migrate(db: APSWDatabase) -> int:
+    """Create or upgrade the schema; returns the version it is at now."""
     with db.atomic("IMMEDIATE"):
         version = db.execute_sql("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise SchemaError(
-                f"index schema version {version} is newer than this pacsd ({SCHEMA_VERSION}); upgrade pacsd"
+                db.database,
+                f"index schema version {version} is newer than this pacsd ({SCHEMA_VERSION}); upgrade pacsd",
             )
         if version == 0:
             db.create_tables(MODELS)
@@ -128,6 +151,7 @@ def _migrate(db: APSWDatabase) -> None:
                 db.create_tables(UPGRADES[step])
         if version != SCHEMA_VERSION:
             db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return SCHEMA_VERSION
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from pathlib import Path
 from pacsd import uid
 from pacsd.errors import Refusal
 from pacsd.ingest import Received, file_meta, file_parts, validate
+from pacsd.limits import Limits
 from pacsd.storage import Storage
 
 LOCK_POLL = 0.05  # seconds between tries of a busy lock
@@ -51,8 +52,9 @@ class StagedFetch:
 
 
 class Staging:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, limits: Limits) -> None:
         self.storage = storage
+        self.limits = limits
         self.root = storage.root / "staging"
         self.locks = self.root / "locks"
 
@@ -106,7 +108,7 @@ class Staging:
             raise NotStaging(f"no fetch is waiting for Move Originator Message ID {message_id}") from None
         if meta["upstream_ae"] != calling_ae:
             raise NotStaging(f"fetch {message_id} is from {meta['upstream_ae']}, not {calling_ae}")
-        header = validate(received)
+        header = validate(received, self.limits)
         uid.require(header.sop_instance_uid, "SOP Instance UID used in a path")
         try:
             chunks, tail = file_parts(file_meta(received), received.dataset)
