@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
@@ -90,11 +93,24 @@ def _decode(data: bytes, syntax: UID, limits: Limits) -> Dataset:
     try:
         ds = dataset.decode(data, syntax)
         # Decode every element now, so bad values fail here and not mid-query.
-        for _ in ds:
-            pass
+        for elem in ds:
+            if elem.VR == "UN" and isinstance(elem.value, bytes):
+                _as_known_vr(ds, elem.tag, elem.value)
     except Exception as exc:
         raise InvalidQuery(f"identifier cannot be decoded: {exc}") from None
     return ds
+
+
+def _as_known_vr(ds: Dataset, tag: BaseTag, value: bytes) -> None:
+    """A public text key sent as UN read with its own VR: an SCU writing
+    explicit VR sends a list longer than 64 KiB (40 000 UIDs) that way."""
+    if not dictionary_has_tag(tag):
+        return
+    vr = dictionary_VR(tag)
+    if vr not in dataset.TEXT_VRS:
+        return
+    raw = RawDataElement(tag, vr, len(value), value, 0, False, True)
+    ds[tag] = convert_raw_data_element(raw, ds=ds)
 
 
 def _inflated(data: bytes, limits: Limits) -> bytes:
