@@ -18,15 +18,20 @@ from pynetdicom.presentation import PresentationContext, build_context
 from pacsd.index.attributes import Model
 from pacsd.index.db import reading
 from pacsd.index.search import StoredInstance, instances
+from pacsd.limits import Limits
 from pacsd.storage import Storage
 
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
 UNCOMPRESSED: list[str | UID] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+DEFAULT_LIMITS = Limits()
 
 
-def select(identifier: Dataset, model: Model) -> list[StoredInstance]:
+def select(identifier: Dataset, model: Model, limits: Limits = DEFAULT_LIMITS) -> list[StoredInstance]:
+    """The instances *identifier* asks for, read in one short read; a list
+    key longer than ``limits.max_query_values`` is QueryOverBudget (an
+    InvalidQuery, so the adapters answer 0xA900)."""
     with reading():
-        return instances(identifier, model)
+        return instances(identifier, model, limits.max_query_values)
 
 
 def load(storage: Storage, instance: StoredInstance) -> Dataset:

@@ -73,7 +73,7 @@ def build_acceptor(settings: Settings, archive: Archive) -> Acceptor:
             link, message, session, archive.ingest, archive.proxy
         ),
         command.C_FIND_RQ: lambda link, message, session: find.serve_find(
-            link, message, session, server.ae_title, archive.proxy
+            link, message, session, server.ae_title, archive.proxy, settings.limits
         ),
         command.C_MOVE_RQ: lambda link, message, session: move.serve_move(
             link,

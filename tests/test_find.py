@@ -20,7 +20,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
 )
 
-from pacsd import synth
+from pacsd import retrieve, synth
+from pacsd.errors import InvalidQuery
+from pacsd.index import matching, search
+from pacsd.index.attributes import Model
+from pacsd.index.db import close_index, open_index
+from pacsd.limits import Limits
 from tests.conftest import SCU, Server
 
 # Files that each hold one patient's name in one character set.
@@ -287,3 +292,29 @@ def test_study_root_query_with_pynetdicom_reads_statuses(archive: Archive) -> No
         assoc.release()
     assert [s.Status for s, _ in results] == [0xFF00, 0x0000]
     assert results[0][1].StudyInstanceUID == archive.b1.StudyInstanceUID
+
+
+# -- in process, real SQLite in tmp_path ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["*^", "*^^^", "^", "=", "*^*=*", " ^ = ", "*"])
+def test_all_wildcard_names_are_universal(name: str) -> None:
+    assert matching.person_name(("a", "b", "c"), name) is None
+
+
+def test_a_list_is_one_parameter_whatever_its_length() -> None:
+    condition = matching.text("s.accession", "\\".join(f"A{n}" for n in range(5000)) + "\\B*\\C?")
+    assert condition is not None and len(condition.params) == 2 and "json_each" in condition.sql
+
+
+def test_retrieve_selection_of_long_lists(tmp_path: Path) -> None:
+    db = open_index(tmp_path / "index.sqlite")
+    try:
+        keys = Dataset()
+        keys.QueryRetrieveLevel = "IMAGE"
+        keys.SOPInstanceUID = [f"1.2.3.{n}" for n in range(40_000)]  # past SQLite's 32 766 variables
+        assert search.instances(keys, Model.STUDY_ROOT, max_values=40_000) == []
+        with pytest.raises(InvalidQuery, match="SOPInstanceUID lists 40000 values.*max_query_values"):
+            retrieve.select(keys, Model.STUDY_ROOT, Limits(max_query_values=39_999))
+    finally:
+        close_index(db)

@@ -12,7 +12,7 @@ from pacsd.dimse import qr, statuses
 from pacsd.errors import InvalidQuery
 from pacsd.index import search
 from pacsd.index.attributes import UNIQUE_KEYS
-from pacsd.index.db import reading
+from pacsd.limits import Limits
 from pacsd.virtual.fetch import Proxy
 from pacsd.virtual.query import upstream_matches
 from pacsd.virtual.upstream import Cancelled
@@ -23,7 +23,9 @@ from pacsd.wire.link import LINK_ENDED, Link, Message
 _log = log.get("pacsd.find")
 
 
-def serve_find(link: Link, message: Message, session: Session, ae_title: str, proxy: Proxy | None) -> None:
+def serve_find(
+    link: Link, message: Message, session: Session, ae_title: str, proxy: Proxy | None, limits: Limits
+) -> None:
     start = time.perf_counter()
     model = qr.model(message, qr.FIND)
     where = session.fields()
@@ -39,18 +41,19 @@ def serve_find(link: Link, message: Message, session: Session, ae_title: str, pr
         qr.respond(link, message, command.C_FIND_RSP, statuses.PENDING, identifier=response)
 
     try:
-        query = qr.identifier(message)
+        query = qr.identifier(message, limits, session)
         level = search.query_level(query, model)
         unique = UNIQUE_KEYS[level]
         if proxy is not None and unique not in query:
             setattr(query, unique, "")  # merged answers are de-duplicated on it
         seen: set[str] = set()
-        with reading():
-            for response in search.find(query, model, ae_title):
-                if qr.cancelled(link, message.command):
-                    raise Cancelled
-                seen.add(search.text_value(response.get(unique)))
-                send(response)
+        # search.find holds no read while we send: a client that stops
+        # reading does not pin the index's WAL.
+        for response in search.find(query, model, ae_title, limits.max_query_values):
+            if qr.cancelled(link, message.command):
+                raise Cancelled
+            seen.add(search.text_value(response.get(unique)))
+            send(response)
         if proxy is not None:
             for response in upstream_matches(proxy, query, model, qr.watch(link, message.command), problems, where):
                 key = search.text_value(response.get(unique))

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from pydicom.tag import BaseTag
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -16,10 +19,15 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from pacsd import log
 from pacsd.errors import InvalidQuery
 from pacsd.index.attributes import Model
+from pacsd.index.search import QueryOverBudget, check_list_lengths
+from pacsd.inflate import InflateError, inflate
+from pacsd.limits import BudgetExceeded, Limits
 from pacsd.virtual.upstream import Cancelled, ClientGone
 from pacsd.wire import command, dataset
+from pacsd.wire.acceptor import Session
 from pacsd.wire.command import Command
 from pacsd.wire.link import LINK_ENDED, Link, Message
 from pacsd.wire.pdu import ProtocolError
@@ -37,6 +45,9 @@ GET = {
     StudyRootQueryRetrieveInformationModelGet: Model.STUDY_ROOT,
 }
 SOP_CLASSES = [*FIND, *MOVE, *GET]
+DEFAULT_LIMITS = Limits()
+
+_log = log.get("pacsd.qr")
 
 
 def model(message: Message, models: dict[str, Model]) -> Model:
@@ -48,18 +59,72 @@ def model(message: Message, models: dict[str, Model]) -> Model:
     return models[abstract]
 
 
-def identifier(message: Message) -> Dataset:
-    """The request identifier, decoded; a decoding failure is InvalidQuery."""
+def identifier(message: Message, limits: Limits = DEFAULT_LIMITS, session: Session | None = None) -> Dataset:
+    """The request identifier, decoded within the query budgets.
+
+    A decoding failure is InvalidQuery; an identifier that is (or inflates
+    to) more than ``max_identifier_bytes``, inflates too far, or lists more
+    than ``max_query_values`` values in a key is QueryOverBudget (also an
+    InvalidQuery), logged as ``budget_exceeded``.
+    """
     if not message.dataset:
         raise InvalidQuery("the request has no identifier")
     try:
-        ds = dataset.decode(message.dataset, dataset.syntax_of(message.context))
+        ds = _decode(message.dataset, dataset.syntax_of(message.context), limits)
+        check_list_lengths(ds, limits.max_query_values)
+    except QueryOverBudget as exc:
+        where = session.fields() if session is not None else {}
+        _log.warning("budget_exceeded", budget=exc.budget, reason=str(exc), **where)
+        raise
+    return ds
+
+
+def _decode(data: bytes, syntax: UID, limits: Limits) -> Dataset:
+    if len(data) > limits.max_identifier_bytes:
+        raise QueryOverBudget(
+            "max_identifier_bytes",
+            f"identifier of {len(data)} bytes, more than {limits.max_identifier_bytes} (max_identifier_bytes)",
+        )
+    if syntax.is_deflated:
+        # Inflated here within the budget, never by pydicom (which has no
+        # bound), then read as the explicit VR little endian it wraps.
+        data = _inflated(data, limits)
+        syntax = ExplicitVRLittleEndian
+    try:
+        ds = dataset.decode(data, syntax)
         # Decode every element now, so bad values fail here and not mid-query.
-        for _ in ds:
-            pass
+        for elem in ds:
+            if elem.VR == "UN" and isinstance(elem.value, bytes):
+                _as_known_vr(ds, elem.tag, elem.value)
     except Exception as exc:
         raise InvalidQuery(f"identifier cannot be decoded: {exc}") from None
     return ds
+
+
+def _as_known_vr(ds: Dataset, tag: BaseTag, value: bytes) -> None:
+    """A public text key sent as UN read with its own VR: an SCU writing
+    explicit VR sends a list longer than 64 KiB (40 000 UIDs) that way."""
+    if not dictionary_has_tag(tag):
+        return
+    vr = dictionary_VR(tag)
+    if vr not in dataset.TEXT_VRS:
+        return
+    raw = RawDataElement(tag, vr, len(value), value, 0, False, True)
+    ds[tag] = convert_raw_data_element(raw, ds=ds)
+
+
+def _inflated(data: bytes, limits: Limits) -> bytes:
+    try:
+        return inflate(data, limits.max_identifier_bytes, limits.max_inflate_ratio, limits.inflate_ratio_after)
+    except InflateError as exc:
+        raise InvalidQuery(f"identifier cannot be decoded: {exc}") from None
+    except BudgetExceeded as exc:
+        if exc.budget == "max_inflated_bytes":  # the identifier's own budget bounded it
+            raise QueryOverBudget(
+                "max_identifier_bytes",
+                f"deflated identifier inflates to more than {limits.max_identifier_bytes} bytes (max_identifier_bytes)",
+            ) from None
+        raise QueryOverBudget(exc.budget, f"identifier: {exc}") from None
 
 
 def respond(

@@ -8,10 +8,15 @@ None for universal matching.
 Wildcards map onto SQLite's GLOB, which has DICOM's semantics: ``*`` and
 ``?``, case-sensitive. Person names are compared in a folded form (see
 :func:`fold_pn`) on both sides, which makes them case-insensitive.
+
+A list of values (VM > 1 in the query) is bound as one JSON array and read
+back with ``json_each``: the SQL is the same whatever the list's length, so
+long lists meet neither SQLite's variable limit nor its expression depth.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -56,15 +61,29 @@ def single_or_wildcard(column: str, value: str) -> Condition | None:
     return Condition(f"{column} = ?", [value])
 
 
+def any_of(column: str, values: list[Any]) -> Condition:
+    """*column* equal to one of *values* (a list of any length)."""
+    if len(values) == 1:
+        return Condition(f"{column} = ?", values)
+    return Condition(f"{column} IN (SELECT j.value FROM json_each(?) AS j)", [json.dumps(values)])
+
+
+def any_glob(column: str, patterns: list[str]) -> Condition:
+    """*column* matching one of the GLOB *patterns* (a list of any length)."""
+    if len(patterns) == 1:
+        return Condition(f"{column} GLOB ?", patterns)
+    return Condition(f"EXISTS (SELECT 1 FROM json_each(?) AS j WHERE {column} GLOB j.value)", [json.dumps(patterns)])
+
+
 def text(column: str, value: str) -> Condition | None:
     """LO/SH/CS/...: single value or wildcard; several values match any."""
     values = _split(value)
-    if not values:
-        return None
-    conditions = [single_or_wildcard(column, v) for v in values]
-    if any(c is None for c in conditions):
-        return None
-    return both([c for c in conditions if c is not None], " OR ")
+    if not values or any(v.strip("*") == "" for v in values):
+        return None  # a "*" among them matches everything
+    exact = [v for v in values if not has_wildcard(v)]
+    patterns = [glob_pattern(v) for v in values if has_wildcard(v)]
+    parts = ([any_of(column, exact)] if exact else []) + ([any_glob(column, patterns)] if patterns else [])
+    return parts[0] if len(parts) == 1 else both(parts, " OR ")
 
 
 def uid_list(column: str, value: str) -> Condition | None:
@@ -74,10 +93,8 @@ def uid_list(column: str, value: str) -> Condition | None:
         return None
     for uid in uids:
         if has_wildcard(uid):
-            raise InvalidQuery(f"wildcards are not allowed in a UID key: {value!r}")
-    if len(uids) == 1:
-        return Condition(f"{column} = ?", uids)
-    return Condition(f"{column} IN ({', '.join('?' * len(uids))})", uids)
+            raise InvalidQuery(f"wildcards are not allowed in a UID key: {uid!r}")
+    return any_of(column, uids)
 
 
 def integer(column: str, value: str) -> Condition | None:
@@ -88,7 +105,7 @@ def integer(column: str, value: str) -> Condition | None:
         numbers = [int(v) for v in values]
     except ValueError:
         raise InvalidQuery(f"not an integer string: {value!r}") from None
-    return Condition(f"{column} IN ({', '.join('?' * len(numbers))})", numbers)
+    return any_of(column, numbers)
 
 
 _DATE = re.compile(r"\d{8}\Z")
@@ -159,23 +176,30 @@ def fold_pn(value: str) -> tuple[str, str, str]:
     return _fold_group(groups[0]), _fold_group(groups[1]), _fold_group(groups[2])
 
 
+def _universal_group(group: str) -> bool:
+    """A component group that every name matches: each of its components
+    empty or only '*' ("*^", "^^^", "*^*", "")."""
+    return all(component.strip(" *") == "" for component in group.split("^"))
+
+
 def person_name(columns: tuple[str, ...], value: str) -> Condition | None:
     """PN: single value or wildcard, case-insensitive.
 
     A query without '=' matches any component group (so a romanised or an
     ideographic name finds a patient stored with both); with '=' each given
-    group must match its own column.
+    group must match its own column. Groups made only of '*', '^' and
+    spaces are universal matching.
     """
-    if value.strip("* ") == "":
-        return None
     query_groups = value.split("=")
+    if all(_universal_group(group) for group in query_groups):
+        return None
     if len(query_groups) == 1:
         folded = _fold_group(value)
         matches = [single_or_wildcard(column, folded) for column in columns]
         return both([c for c in matches if c is not None], " OR ")
     conditions = []
     for column, group in zip(columns, query_groups, strict=False):
-        if group.strip("* "):
+        if not _universal_group(group):
             condition = single_or_wildcard(column, _fold_group(group))
             if condition is not None:
                 conditions.append(condition)

@@ -2,8 +2,16 @@
 
 An identifier becomes one SELECT: the level picks the joined tables, each
 key with a value adds a condition from :mod:`pacsd.index.matching`, and
-each requested key adds a column. Rows stream from the cursor, so a
-cancelled query stops reading.
+each requested key adds a column.
+
+C-FIND matches are read in pages by the level's row id, each page in a
+short read of its own whose connection goes back to the pool before its
+responses are yielded: a client that stops reading (the server blocked in
+send()) holds no read snapshot, so the WAL keeps being checkpointed, and a
+cancelled query stops between pages.
+
+Private, unknown and not-indexed keys are returned empty (PS3.4
+C.4.1.1.3.1) and take no part in matching; group lengths are ignored.
 """
 
 from __future__ import annotations
@@ -12,10 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from pacsd import charset
 from pacsd.errors import InvalidQuery
@@ -30,8 +40,13 @@ from pacsd.index.attributes import (
     Level,
     Model,
 )
+from pacsd.index.db import reading
 from pacsd.index.matching import Condition
 from pacsd.index.models import database
+from pacsd.limits import BudgetExceeded, Limits
+
+DEFAULT_MAX_VALUES = Limits().max_query_values
+PAGE_ROWS = 256  # C-FIND matches read per short read of the index
 
 FROM = {
     Level.PATIENT: "patient p",
@@ -44,6 +59,14 @@ FROM = {
 }
 ROW_ID = {Level.PATIENT: "p.id", Level.STUDY: "s.id", Level.SERIES: "se.id", Level.IMAGE: "i.id"}
 NOT_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle"}
+
+
+class QueryOverBudget(InvalidQuery, BudgetExceeded):
+    """An identifier larger than a budget allows: refused like any invalid
+    query (0xA900 with the comment), and ``budget`` names the Limits key."""
+
+    def __init__(self, budget: str, message: str) -> None:
+        BudgetExceeded.__init__(self, budget, message)
 
 
 def text_value(value: Any) -> str:
@@ -66,6 +89,30 @@ def query_level(identifier: Dataset, model: Model) -> Level:
     if level not in MODEL_LEVELS[model]:
         raise InvalidQuery(f"level {raw} is not part of the {model.value} root information model")
     return level
+
+
+def _value_count(value: Any) -> int:
+    if isinstance(value, (list, MultiValue)):
+        return len(value)
+    if isinstance(value, str):
+        return value.count("\\") + 1
+    return 1
+
+
+def check_list_lengths(identifier: Dataset, max_values: int) -> None:
+    """Raise QueryOverBudget (``max_query_values``) if a matching key, or a
+    key of a sequence item, lists more than *max_values* values."""
+    for elem in identifier:
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                check_list_lengths(item, max_values)
+        elif elem.keyword in ATTRIBUTES or elem.keyword in REQUEST_ITEM_COLUMNS:
+            count = _value_count(elem.value)
+            if count > max_values:
+                raise QueryOverBudget(
+                    "max_query_values",
+                    f"{elem.keyword} lists {count} values, more than {max_values} (max_query_values)",
+                )
 
 
 def require_unique_keys(identifier: Dataset, level: Level, model: Model) -> None:
@@ -123,28 +170,48 @@ def _request_condition(items: Sequence) -> tuple[Condition | None, list[str]]:
     return Condition(sql, inner.params), requested
 
 
+Returned = tuple[DataElement, Attribute | None, int | None]
+
+
 @dataclass
 class _Plan:
-    sql: str
-    params: list[Any]
-    # (keyword, attribute or None, column index or None), in request order
-    returned: list[tuple[str, Attribute | None, int | None]]
+    columns: list[str]  # the first is the level's row id
+    level: Level
+    where: Condition
+    # (the identifier's element, its attribute or None, column index or None), in request order
+    returned: list[Returned]
     request_keys: list[str] | None  # RequestAttributesSequence item keys, if asked
     request_series: int  # column holding the series id for those items
+
+    def _select(self) -> str:
+        return f"SELECT {', '.join(self.columns)} FROM {FROM[self.level]} WHERE {self.where.sql}"
+
+    def all(self) -> tuple[str, list[Any]]:
+        return f"{self._select()} ORDER BY {ROW_ID[self.level]}", self.where.params
+
+    def page(self, after: int, rows: int) -> tuple[str, list[Any]]:
+        """The next *rows* matches whose row id is above *after*."""
+        row_id = ROW_ID[self.level]
+        sql = f"{self._select()} AND {row_id} > ? ORDER BY {row_id} LIMIT ?"
+        return sql, [*self.where.params, after, rows]
+
+
+def _is_group_length(elem: DataElement) -> bool:
+    return bool(elem.tag.element == 0)
 
 
 def _plan(identifier: Dataset, level: Level, select: list[str]) -> _Plan:
     columns = [ROW_ID[level], *select]
     conditions: list[Condition] = []
-    returned: list[tuple[str, Attribute | None, int | None]] = []
+    returned: list[Returned] = []
     request_keys, request_series = None, 0
     for elem in identifier:
         keyword = elem.keyword
-        if keyword in NOT_KEYS or elem.tag.group == 0x0002:
-            continue
+        if keyword in NOT_KEYS or elem.tag.group == 0x0002 or _is_group_length(elem):
+            continue  # group lengths (older SCUs send them) are not keys
         attribute = ATTRIBUTES.get(keyword)
         if attribute is None or attribute.level > level:
-            returned.append((keyword or str(elem.tag), None, None))  # returned empty
+            returned.append((elem, None, None))  # returned empty
             continue
         if attribute.kind is Kind.SEQUENCE:
             c, request_keys = _request_condition(elem.value or Sequence())
@@ -152,13 +219,12 @@ def _plan(identifier: Dataset, level: Level, select: list[str]) -> _Plan:
             columns.append("se.id")
         else:
             c = condition(attribute, text_value(elem.value))
-            returned.append((keyword, attribute, len(columns)))
+            returned.append((elem, attribute, len(columns)))
             columns.append(attribute.sql)
         if c is not None:
             conditions.append(c)
     where = matching.both(conditions) if conditions else Condition("1")
-    sql = f"SELECT {', '.join(columns)} FROM {FROM[level]} WHERE {where.sql} ORDER BY {ROW_ID[level]}"
-    return _Plan(sql, where.params, returned, request_keys, request_series)
+    return _Plan(columns, level, where, returned, request_keys, request_series)
 
 
 def _value(attribute: Attribute, raw: Any) -> Any:
@@ -183,34 +249,59 @@ def _requests(series_pk: int, keys: list[str]) -> Sequence:
     return items
 
 
-def find(identifier: Dataset, model: Model, retrieve_ae: str) -> Iterator[Dataset]:
-    """Yield one response identifier per match of *identifier*."""
+def find(
+    identifier: Dataset,
+    model: Model,
+    retrieve_ae: str,
+    max_values: int = DEFAULT_MAX_VALUES,
+    page_rows: int = PAGE_ROWS,
+) -> Iterator[Dataset]:
+    """Yield one response identifier per match of *identifier*; reads the
+    index itself, a page at a time (no read is open while it yields)."""
     level = query_level(identifier, model)
     require_unique_keys(identifier, level, model)
+    check_list_lengths(identifier, max_values)
     plan = _plan(identifier, level, [])
     requested_charset = charset.requested(identifier)
-    cursor = database.execute_sql(plan.sql, plan.params)
-    for row in cursor:
-        response = Dataset()
-        response.QueryRetrieveLevel = level.name
-        response.RetrieveAETitle = retrieve_ae
-        for keyword, attribute, index in plan.returned:
-            value = None if attribute is None or index is None else _value(attribute, row[index])
-            _set(response, identifier, keyword, value)
-        if plan.request_keys is not None:
-            response.RequestAttributesSequence = _requests(row[plan.request_series], plan.request_keys)
-        charset.declare(response, requested_charset)
-        yield response
+    after = 0  # row ids are positive
+    while True:
+        with reading():
+            rows = list(database.execute_sql(*plan.page(after, page_rows)))
+            responses = [_response(plan, row, retrieve_ae, requested_charset) for row in rows]
+        yield from responses
+        if len(rows) < page_rows:
+            return
+        after = rows[-1][0]
 
 
-def _set(response: Dataset, identifier: Dataset, keyword: str, value: Any) -> None:
-    tag = tag_for_keyword(keyword)
-    if tag is not None:
-        response.add_new(tag, dictionary_VR(tag), value)
-        return
-    # A private or unknown tag: echo it back empty, as it came.
-    original = identifier[keyword]
-    response.add_new(original.tag, original.VR, [] if original.VR == "SQ" else None)
+def _response(plan: _Plan, row: Any, retrieve_ae: str, requested_charset: Any) -> Dataset:
+    response = Dataset()
+    response.QueryRetrieveLevel = plan.level.name
+    response.RetrieveAETitle = retrieve_ae
+    for elem, attribute, index in plan.returned:
+        if attribute is None or index is None:
+            _set_empty(response, elem)
+        else:
+            response.add_new(elem.tag, dictionary_VR(elem.tag), _value(attribute, row[index]))
+    if plan.request_keys is not None:
+        response.RequestAttributesSequence = _requests(row[plan.request_series], plan.request_keys)
+    charset.declare(response, requested_charset)
+    return response
+
+
+def _is_private_creator(tag: BaseTag) -> bool:
+    return bool(tag.is_private and 0x0010 <= tag.element <= 0x00FF)
+
+
+def _set_empty(response: Dataset, elem: DataElement) -> None:
+    """A key pacsd does not match on, returned empty as it came (a private
+    creator keeps its value, so the private keys after it stay readable)."""
+    if _is_private_creator(elem.tag):
+        response.add_new(elem.tag, elem.VR, elem.value)
+    elif elem.VR == "SQ":
+        response.add_new(elem.tag, "SQ", [])
+    else:
+        response.add_new(elem.tag, elem.VR, None)
 
 
 @dataclass(frozen=True)
@@ -221,16 +312,18 @@ class StoredInstance:
     path: str  # relative to data_dir/files
 
 
-def instances(identifier: Dataset, model: Model) -> list[StoredInstance]:
+def instances(identifier: Dataset, model: Model, max_values: int = DEFAULT_MAX_VALUES) -> list[StoredInstance]:
     """The stored instances a C-MOVE/C-GET *identifier* asks for.
 
     Only the unique keys of the retrieve level and the levels above it take
     part (PS3.4 C.4.2.2.1); the retrieve level's own key must have a value.
+    A list longer than *max_values* is QueryOverBudget (an InvalidQuery).
     """
     level = query_level(identifier, model)
     key = UNIQUE_KEYS[level]
     if not text_value(identifier.get(key)).strip():
         raise InvalidQuery(f"{key} is required to retrieve at the {level.name} level")
+    check_list_lengths(identifier, max_values)
     keys = Dataset()
     for above in MODEL_LEVELS[model]:
         keyword = UNIQUE_KEYS[above]
@@ -239,4 +332,4 @@ def instances(identifier: Dataset, model: Model) -> list[StoredInstance]:
     if level == Level.PATIENT and "IssuerOfPatientID" in identifier:
         keys.add(identifier["IssuerOfPatientID"])
     plan = _plan(keys, Level.IMAGE, ["i.sop_uid", "i.sop_class_uid", "i.transfer_syntax", "i.path"])
-    return [StoredInstance(*row[1:5]) for row in database.execute_sql(plan.sql, plan.params)]
+    return [StoredInstance(*row[1:5]) for row in database.execute_sql(*plan.all())]
