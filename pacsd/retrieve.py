@@ -23,10 +23,9 @@ from pacsd.storage import Storage
 
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
 UNCOMPRESSED: list[str | UID] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-DEFAULT_LIMITS = Limits()
 
 
-def select(identifier: Dataset, model: Model, limits: Limits = DEFAULT_LIMITS) -> list[StoredInstance]:
+def select(identifier: Dataset, model: Model, limits: Limits) -> list[StoredInstance]:
     """The instances *identifier* asks for, read in one short read; a list
     key longer than ``limits.max_query_values`` is QueryOverBudget (an
     InvalidQuery, so the adapters answer 0xA900)."""

@@ -84,9 +84,10 @@ def build_acceptor(settings: Settings, archive: Archive) -> Acceptor:
             server.ae_title,
             server.network_timeout,
             archive.proxy,
+            settings.limits,
         ),
         command.C_GET_RQ: lambda link, message, session: get.serve_get(
-            link, message, session, archive.storage, archive.proxy
+            link, message, session, archive.storage, archive.proxy, settings.limits
         ),
     }
     return Acceptor(

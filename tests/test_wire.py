@@ -170,7 +170,7 @@ def test_truncated_store_is_not_stored(server: Server) -> None:
     server.echoscu()
 
 
-def test_request_on_a_context_of_another_sop_class_aborts_only_that_association(server: Server) -> None:
+def test_request_on_a_context_of_another_sop_class_is_refused_with_0122(server: Server) -> None:
     # A C-FIND sent on the context accepted for CT Image Storage.
     rq = _associate_rq([(1, CT, "1.2.840.10008.1.2")])
     cmd = command.encode(
@@ -185,7 +185,9 @@ def test_request_on_a_context_of_another_sop_class_aborts_only_that_association(
     find = pdu.p_data_header(1, pdu.COMMAND | pdu.LAST, len(cmd)) + cmd
     find += pdu.p_data_header(1, pdu.LAST, len(identifier)) + identifier
     answer = _raw(server, rq + find)
-    assert answer.endswith(pdu.fixed(pdu.ABORT, 0, 0, 0))
-    [aborting] = server.events("association_aborting")
-    assert "on a context for CT Image Storage" in aborting["reason"]
+    # A C-FIND-RSP whose Status (0000,0900) is 0x0122 SOP Class not supported.
+    assert struct.pack("<HHIH", 0x0000, 0x0100, 2, command.C_FIND_RSP) in answer
+    assert struct.pack("<HHIH", 0x0000, 0x0900, 2, 0x0122) in answer
+    [refused] = server.events("request_refused")
+    assert "accepted for CT Image Storage" in refused["reason"]
     server.echoscu()

@@ -27,7 +27,9 @@ def serve_find(
     link: Link, message: Message, session: Session, ae_title: str, proxy: Proxy | None, limits: Limits
 ) -> None:
     start = time.perf_counter()
-    model = qr.model(message, qr.FIND)
+    model = qr.model(link, message, command.C_FIND_RSP, qr.FIND, session)
+    if model is None:
+        return
     where = session.fields()
     matches = 0
     problems: list[str] = []

@@ -9,6 +9,7 @@ from pacsd.dimse import qr, statuses
 from pacsd.dimse.suboperations import SubOperations, Tally, finish, unfetched
 from pacsd.errors import InvalidQuery
 from pacsd.index.search import StoredInstance
+from pacsd.limits import Limits
 from pacsd.storage import Storage
 from pacsd.virtual.fetch import Proxy
 from pacsd.wire import command
@@ -18,12 +19,16 @@ from pacsd.wire.link import Link, Message
 _log = log.get("pacsd.get")
 
 
-def serve_get(link: Link, message: Message, session: Session, storage: Storage, proxy: Proxy | None) -> None:
-    model = qr.model(message, qr.GET)
+def serve_get(
+    link: Link, message: Message, session: Session, storage: Storage, proxy: Proxy | None, limits: Limits
+) -> None:
+    model = qr.model(link, message, command.C_GET_RSP, qr.GET, session)
+    if model is None:
+        return
     where = session.fields()
     try:
-        query = qr.identifier(message)
-        stored = retrieve.select(query, model)
+        query = qr.identifier(message, limits, session)
+        stored = retrieve.select(query, model, limits)
     except InvalidQuery as exc:
         _log.warning("get_refused", reason=str(exc), **where)
         qr.respond(link, message, command.C_GET_RSP, statuses.IDENTIFIER_INVALID, str(exc))
@@ -34,7 +39,7 @@ def serve_get(link: Link, message: Message, session: Session, storage: Storage, 
         if missing.remaining:  # cancelled while fetching
             finish(link, message, command.C_GET_RSP, missing)
             return
-        stored = retrieve.select(query, model)
+        stored = retrieve.select(query, model, limits)
     _log.info("get_started", model=model.value, instances=len(stored), **where)
     # The C-STOREs go back over this association, on the storage contexts
     # where the peer took the SCP role.

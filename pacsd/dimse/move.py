@@ -11,6 +11,7 @@ from pacsd.dimse import qr, statuses
 from pacsd.dimse.suboperations import SubOperations, Tally, finish, unfetched
 from pacsd.errors import InvalidQuery
 from pacsd.index.search import StoredInstance
+from pacsd.limits import Limits
 from pacsd.storage import Storage
 from pacsd.virtual.fetch import Proxy
 from pacsd.wire import command, requestor
@@ -30,9 +31,12 @@ def serve_move(
     ae_title: str,
     timeout: float,
     proxy: Proxy | None,
+    limits: Limits,
 ) -> None:
     request = message.command
-    model = qr.model(message, qr.MOVE)
+    model = qr.model(link, message, command.C_MOVE_RSP, qr.MOVE, session)
+    if model is None:
+        return
     where = session.fields()
     destination = request.text(command.MOVE_DESTINATION)
 
@@ -58,8 +62,8 @@ def serve_move(
             return None
 
     try:
-        query = qr.identifier(message)
-        stored = retrieve.select(query, model)
+        query = qr.identifier(message, limits, session)
+        stored = retrieve.select(query, model, limits)
     except InvalidQuery as exc:
         _log.warning("move_refused", destination=destination, reason=str(exc), **where)
         answer(statuses.IDENTIFIER_INVALID, str(exc))
@@ -75,7 +79,7 @@ def serve_move(
         if tally.remaining:  # cancelled while fetching
             finish(link, message, command.C_MOVE_RSP, tally)
             return
-        stored = retrieve.select(query, model)
+        stored = retrieve.select(query, model, limits)
     _log.info("move_started", model=model.value, instances=len(stored), **fields)
     if not stored:
         finish(link, message, command.C_MOVE_RSP, tally)

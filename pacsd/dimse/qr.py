@@ -20,6 +20,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from pacsd import log
+from pacsd.dimse import statuses
 from pacsd.errors import InvalidQuery
 from pacsd.index.attributes import Model
 from pacsd.index.search import QueryOverBudget, check_list_lengths
@@ -30,7 +31,6 @@ from pacsd.wire import command, dataset
 from pacsd.wire.acceptor import Session
 from pacsd.wire.command import Command
 from pacsd.wire.link import LINK_ENDED, Link, Message
-from pacsd.wire.pdu import ProtocolError
 
 FIND = {
     PatientRootQueryRetrieveInformationModelFind: Model.PATIENT_ROOT,
@@ -45,21 +45,23 @@ GET = {
     StudyRootQueryRetrieveInformationModelGet: Model.STUDY_ROOT,
 }
 SOP_CLASSES = [*FIND, *MOVE, *GET]
-DEFAULT_LIMITS = Limits()
 
 _log = log.get("pacsd.qr")
 
 
-def model(message: Message, models: dict[str, Model]) -> Model:
-    """The information model of the request's context; a request on a
-    context of another SOP class breaks the protocol."""
-    abstract = str(message.context.abstract_syntax)
-    if abstract not in models:
-        raise ProtocolError(f"command 0x{message.command.field:04X} on a context for {UID(abstract).name}")
-    return models[abstract]
+def model(link: Link, message: Message, field: int, models: dict[str, Model], session: Session) -> Model | None:
+    """The information model of the request's context; None once a request
+    on a context of another SOP class has been answered 0x0122."""
+    refused = statuses.wrong_context(message, models)
+    if refused:
+        _log.warning("request_refused", status=f"0x{statuses.SOP_CLASS_NOT_SUPPORTED:04X}", reason=refused,
+                     **session.fields())  # fmt: skip
+        respond(link, message, field, statuses.SOP_CLASS_NOT_SUPPORTED, refused)
+        return None
+    return models[str(message.context.abstract_syntax)]
 
 
-def identifier(message: Message, limits: Limits = DEFAULT_LIMITS, session: Session | None = None) -> Dataset:
+def identifier(message: Message, limits: Limits, session: Session) -> Dataset:
     """The request identifier, decoded within the query budgets.
 
     A decoding failure is InvalidQuery; an identifier that is (or inflates
@@ -73,8 +75,7 @@ def identifier(message: Message, limits: Limits = DEFAULT_LIMITS, session: Sessi
         ds = _decode(message.dataset, dataset.syntax_of(message.context), limits)
         check_list_lengths(ds, limits.max_query_values)
     except QueryOverBudget as exc:
-        where = session.fields() if session is not None else {}
-        _log.warning("budget_exceeded", budget=exc.budget, reason=str(exc), **where)
+        _log.warning("budget_exceeded", budget=exc.budget, reason=str(exc), **session.fields())
         raise
     return ds
 
