@@ -372,9 +372,10 @@ class Acceptor:
             raise ProtocolError(f"command 0x{field:04X} is not served on this association")
         try:
             service(link, message, session)
-        except BaseException:
-            message.discard()  # whoever took a spooled dataset removed it; else it goes now
-            raise
+        finally:
+            # A spooled dataset never outlives its service: one that keeps
+            # the file has renamed it away, anything else is dropped here.
+            message.discard()
 
 
 def user_information(max_pdu: int = pdu.MAX_PDU) -> list[Any]:
