@@ -223,6 +223,10 @@ class Acceptor:
             _log.warning("budget_exceeded", budget=exc.budget, reason=str(exc), peer=peer)
             if exc.budget == "max_associate_request_bytes":
                 answer = pdu.fixed(pdu.ASSOCIATE_RJ, *REJECT_TOO_LARGE)
+                result, source, why = REJECT_TOO_LARGE
+                _log.warning(
+                    "association_rejected", reason=str(exc), result=result, source=source, reject_reason=why, peer=peer
+                )
             else:
                 answer = pdu.abort(pdu.SOURCE_PROVIDER, pdu.REASON_NOT_SPECIFIED)
         except Closed as exc:
@@ -271,6 +275,8 @@ class Acceptor:
         kind, body = pdu.read(
             reader, limits.max_associate_request_bytes, "max_associate_request_bytes", limits.pdu_timeout
         )
+        if kind == pdu.ABORT:  # the peer gave up first: nothing to answer
+            raise Closed("A-ABORT instead of A-ASSOCIATE-RQ")
         if kind != pdu.ASSOCIATE_RQ:
             raise PduError(f"first PDU is type 0x{kind:02X}, not A-ASSOCIATE-RQ", pdu.REASON_UNEXPECTED_PDU)
         offer = self._offers.get(body)
