@@ -96,6 +96,10 @@ def build_acceptor(settings: Settings, archive: Archive) -> Acceptor:
         allowed_calling_aes=server.allowed_calling_aes,
         max_associations=server.max_associations,
         network_timeout=server.network_timeout,
+        ae_title=server.ae_title,
+        check_called_ae=server.check_called_ae,
+        limits=settings.limits,
+        spool_dir=str(archive.storage.tmp),
     )
 
 

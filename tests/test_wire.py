@@ -134,11 +134,14 @@ def _associate_rq(contexts: list[tuple[int, str, str]]) -> bytes:
     return struct.pack(">BxI", pdu.ASSOCIATE_RQ, len(body)) + body
 
 
-def test_garbage_first_pdu_is_dropped_and_server_keeps_serving(server: Server) -> None:
-    assert _raw(server, b"GET / HTTP/1.1\r\n\r\n") == b""
-    assert _raw(server, b"\x01\x00\xff\xff\xff\xff") == b""  # absurd length: not read
+def test_garbage_first_pdu_is_answered_and_server_keeps_serving(server: Server) -> None:
+    # Not a PDU type at all: A-ABORT, service provider, unrecognized PDU.
+    assert _raw(server, b"GET / HTTP/1.1\r\n\r\n") == pdu.abort(2, 1)
+    # An A-ASSOCIATE-RQ of absurd length is never read: rejected permanently, local limit exceeded.
+    assert _raw(server, b"\x01\x00\xff\xff\xff\xff") == pdu.fixed(pdu.ASSOCIATE_RJ, 1, 3, 2)
     server.echoscu()
-    assert server.events("connection_dropped")
+    assert server.events("association_rejected")
+    assert server.events("budget_exceeded")[0]["budget"] == "max_associate_request_bytes"
 
 
 def test_pdv_on_a_context_never_accepted_aborts_that_association(server: Server) -> None:
@@ -146,7 +149,7 @@ def test_pdv_on_a_context_never_accepted_aborts_that_association(server: Server)
     stray = pdu.p_data_header(7, pdu.COMMAND | pdu.LAST, 2) + b"\0\0"
     answer = _raw(server, rq + stray)
     assert answer[0] == pdu.ASSOCIATE_AC
-    assert answer.endswith(pdu.fixed(pdu.ABORT, 0, 0, 0))
+    assert answer.endswith(pdu.abort(2, 6))  # service provider: invalid PDU parameter value
     [aborting] = server.events("association_aborting")
     assert "context 7" in aborting["reason"]
     server.echoscu()

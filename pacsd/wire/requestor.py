@@ -3,7 +3,8 @@
 A C-MOVE's sub-operations are a strict request/response loop over an
 association pacsd opens to the destination; C-GET's are the same loop on
 the requestor's own association. Both send stored files as they lie on
-disk, so :func:`c_store` takes the encoded dataset bytes.
+disk, so :func:`send_c_store` takes the encoded dataset: bytes, or a
+:class:`~pacsd.wire.link.FileRegion` read in chunks as it goes out.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import PresentationContext
 
+from pacsd.limits import BudgetExceeded, Limits
 from pacsd.wire import command, pdu
 from pacsd.wire.acceptor import user_information
-from pacsd.wire.link import Link, SocketReader
+from pacsd.wire.link import Link, Payload, SocketReader
 from pacsd.wire.pdu import ProtocolError
 
 
@@ -41,11 +43,16 @@ def associate(
     contexts: list[PresentationContext],
     timeout: float,
     scp_roles: list[str] | None = None,
+    limits: Limits | None = None,
+    spool_dir: str | None = None,
 ) -> Link:
     """Open an association proposing *contexts* (IDs are assigned here),
     asking for the SCP role for the SOP classes in *scp_roles* (C-GET: the
-    peer sends us C-STOREs). Raises OSError when the peer cannot be
-    reached, AssociationRejected when it says no."""
+    peer sends us C-STOREs). What the peer sends is bounded by *limits*
+    (its max_pdu_bytes announced); C-STORE datasets past spool_bytes go to
+    *spool_dir* if given. Raises OSError when the peer cannot be reached,
+    AssociationRejected when it says no."""
+    limits = limits or Limits()
     proposed = []
     for n, cx in enumerate(contexts):
         cx = copy.copy(cx)
@@ -56,7 +63,7 @@ def associate(
     rq.calling_ae_title = calling_ae
     rq.called_ae_title = called_ae
     rq.presentation_context_definition_list = proposed
-    rq.user_information = user_information()
+    rq.user_information = user_information(limits.max_pdu_bytes)
     for sop_class in sorted(set(scp_roles or [])):
         role = SCP_SCU_RoleSelectionNegotiation()
         role.sop_class_uid = sop_class
@@ -70,7 +77,9 @@ def associate(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(encoded.encode())
         reader = SocketReader(sock)
-        kind, body = pdu.read(reader)
+        kind, body = pdu.read(
+            reader, limits.max_associate_request_bytes, "max_associate_request_bytes", limits.pdu_timeout
+        )
         whole = pdu.whole(kind, body)
         if kind == pdu.ASSOCIATE_RJ:
             rj = A_ASSOCIATE_RJ()
@@ -92,7 +101,7 @@ def associate(
             cx = copy.copy(ours)
             cx.transfer_syntax = [result.transfer_syntax[0]]
             accepted.append(cx)
-    return Link(sock, accepted, int(answer.maximum_length_received or 0), reader)
+    return Link(sock, accepted, int(answer.maximum_length_received or 0), reader, limits, spool_dir)
 
 
 def release(link: Link) -> None:
@@ -103,7 +112,7 @@ def release(link: Link) -> None:
             kind, _ = link.read_pdu()
             if kind in (pdu.RELEASE_RP, pdu.ABORT):
                 break
-    except (OSError, ProtocolError):
+    except (OSError, ProtocolError, BudgetExceeded):
         pass
     finally:
         link.sock.close()
@@ -114,7 +123,7 @@ def send_c_store(
     context_id: int,
     sop_class_uid: str,
     sop_instance_uid: str,
-    dataset: bytes | memoryview,
+    dataset: Payload,
     message_id: int,
     originator: tuple[str, int] | None = None,
 ) -> None:
