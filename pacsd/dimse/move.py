@@ -54,7 +54,9 @@ def serve_move(
     def associate(stored: list[StoredInstance]) -> Link | None:
         contexts = retrieve.contexts(stored) if stored else [build_context(Verification)]
         try:
-            return requestor.associate(remote.host, remote.port, remote.ae_title, ae_title, contexts, timeout)
+            return requestor.associate(
+                remote.host, remote.port, remote.ae_title, ae_title, contexts, timeout, limits=limits
+            )
         except (OSError, requestor.AssociationRejected, ProtocolError) as exc:
             reason = f"cannot associate with {destination} at {remote.host}:{remote.port}: {exc}"
             _log.warning("move_destination_unreachable", reason=reason, **fields)

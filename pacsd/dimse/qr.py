@@ -69,7 +69,7 @@ def identifier(message: Message, limits: Limits, session: Session) -> Dataset:
     than ``max_query_values`` values in a key is QueryOverBudget (also an
     InvalidQuery), logged as ``budget_exceeded``.
     """
-    if not message.dataset:
+    if not isinstance(message.dataset, bytes) or not message.dataset:  # only C-STORE datasets spool
         raise InvalidQuery("the request has no identifier")
     try:
         ds = _decode(message.dataset, dataset.syntax_of(message.context), limits)

@@ -15,7 +15,6 @@ from pacsd.virtual.fetch import Proxy
 from pacsd.wire import command
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import Link, Message
-from pacsd.wire.spool import Spooled
 
 _log = log.get("pacsd.store")
 
@@ -60,18 +59,16 @@ def store(ingest: Ingest, received: Received, where: dict[str, Any]) -> tuple[in
 
 
 def serve_store(link: Link, message: Message, session: Session, ingest: Ingest, proxy: Proxy | None) -> None:
+    """A spooled dataset is copied into place by ingest or staging; the
+    acceptor removes its spool file after this returns."""
     request = message.command
-    try:
-        refused = statuses.wrong_context(message, STORAGE_CLASSES)
-        if refused:
-            _log.warning("store_refused", status=f"0x{statuses.SOP_CLASS_NOT_SUPPORTED:04X}", reason=refused,
-                         sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE), **session.fields())  # fmt: skip
-            code, comment = statuses.SOP_CLASS_NOT_SUPPORTED, refused
-        else:
-            code, comment = _store_or_stage(message, session, ingest, proxy)
-    finally:
-        if isinstance(message.dataset, Spooled):
-            message.dataset.discard()  # stored by now (copied), or refused
+    refused = statuses.wrong_context(message, STORAGE_CLASSES)
+    if refused:
+        _log.warning("store_refused", status=f"0x{statuses.SOP_CLASS_NOT_SUPPORTED:04X}", reason=refused,
+                     sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE), **session.fields())  # fmt: skip
+        code, comment = statuses.SOP_CLASS_NOT_SUPPORTED, refused
+    else:
+        code, comment = _store_or_stage(message, session, ingest, proxy)
     link.send(int(message.context.context_id or 0), command.response(request, command.C_STORE_RSP, code, comment))
 
 

@@ -18,11 +18,11 @@ from pydicom.uid import UID
 from pacsd import log, retrieve
 from pacsd.dimse import qr, statuses
 from pacsd.index.search import StoredInstance
-from pacsd.ingest import stored_dataset
+from pacsd.ingest import dataset_extent, stored_dataset
 from pacsd.storage import Storage
 from pacsd.virtual.fetch import Shortfall
 from pacsd.wire import command, dataset, requestor
-from pacsd.wire.link import Link, Message
+from pacsd.wire.link import FILE_CHUNK, FileRegion, Link, Message, Payload
 
 _log = log.get("pacsd.retrieve")
 
@@ -166,13 +166,18 @@ class SubOperations:
     def finish(self, tally: Tally) -> None:
         finish(self.link, self.request, self.field, tally)
 
-    def _prepare(self, instance: StoredInstance) -> tuple[int, bytes | memoryview] | None:
-        """(context ID, dataset bytes) to send *instance* with, or None if
-        it cannot be sent (that sub-operation fails)."""
+    def _prepare(self, instance: StoredInstance) -> tuple[int, Payload] | None:
+        """(context ID, dataset) to send *instance* with, or None if it
+        cannot be sent (that sub-operation fails). A large dataset is sent
+        from its file as it is read, never held whole."""
         context_id = self.usable.get((instance.sop_class_uid, instance.transfer_syntax))
         try:
             if context_id is not None:
-                return context_id, memoryview(stored_dataset(self.storage.absolute(instance.path)))
+                path = self.storage.absolute(instance.path)
+                offset, length = dataset_extent(path)
+                if length > FILE_CHUNK:
+                    return context_id, FileRegion(str(path), offset, length)
+                return context_id, memoryview(stored_dataset(path))
             return self._converted(instance)
         except (OSError, ValueError) as exc:  # file gone or damaged: that one fails
             _log.error("retrieve_unreadable", sop_instance_uid=instance.sop_uid, error=str(exc), **self.log_fields)

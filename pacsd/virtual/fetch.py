@@ -85,6 +85,8 @@ class Proxy:
         self.upstreams = settings.virtual.upstreams
         self.ingest = ingest
         self.staging = staging
+        self.limits = settings.limits
+        self.spool_dir = str(staging.storage.tmp)
         self._upstream_aes = {u.remote.ae_title for u in self.upstreams}
 
     # -- arrivals ----------------------------------------------------------
@@ -237,7 +239,7 @@ class Proxy:
         series_keys.StudyInstanceUID = study_uid
         series_keys.SeriesInstanceUID = ""
         expected: dict[str, str] = {}
-        with Session.open(upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline) as session:
+        with Session.open(upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline, self.limits) as session:
             series = [text_value(ds.get("SeriesInstanceUID")).strip() for ds in _find(session, series_keys, watch)]
             for series_uid in filter(None, series):
                 keys = Dataset()
@@ -268,7 +270,7 @@ class Proxy:
                 cx = build_context(sop_class, SYNTAXES)
                 cx.scp_role = True
                 contexts.append(cx)
-        with Session.open(upstream, self.ae_title, contexts, deadline) as session:
+        with Session.open(upstream, self.ae_title, contexts, deadline, self.limits, self.spool_dir) as session:
             if upstream.retrieve == "move":
                 abstract, field = MOVE, command.C_MOVE_RQ
                 extra = [(command.MOVE_DESTINATION, "AE", self.ae_title)]
@@ -279,7 +281,11 @@ class Proxy:
             for message in session.responses(message_id, watch):
                 if message.command.field == command.C_STORE_RQ:
                     received = received_from_message(message, upstream.remote.ae_title)
-                    session.answer_store(message, *self.stage_arrival(staged.message_id, received, {"upstream": name}))
+                    try:
+                        answer = self.stage_arrival(staged.message_id, received, {"upstream": name})
+                    finally:
+                        message.discard()  # staged (copied) by now, or refused
+                    session.answer_store(message, *answer)
                 else:
                     final = message
         assert final is not None
@@ -335,7 +341,7 @@ class Proxy:
 
     def find(self, upstream: Upstream, keys: Dataset, watch: Watch, deadline: float) -> list[Dataset]:
         """C-FIND (Study Root) on *upstream*, through its query filter."""
-        with Session.open(upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline) as session:
+        with Session.open(upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline, self.limits) as session:
             return list(_find(session, keys, watch))
 
 

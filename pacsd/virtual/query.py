@@ -44,7 +44,8 @@ def upstream_matches(
         deadline = time.monotonic() + upstream.fetch_timeout
         abstract = FIND[model]
         try:
-            with Session.open(upstream, proxy.ae_title, [build_context(abstract, SYNTAXES)], deadline) as session:
+            contexts = [build_context(abstract, SYNTAXES)]
+            with Session.open(upstream, proxy.ae_title, contexts, deadline, proxy.limits) as session:
                 for response in session.find(abstract, keys, watch):
                     response.RetrieveAETitle = proxy.ae_title
                     yield response

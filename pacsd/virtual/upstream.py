@@ -22,6 +22,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.presentation import PresentationContext
 
 from pacsd.config import Upstream
+from pacsd.limits import BudgetExceeded, Limits
 from pacsd.wire import command, dataset, requestor
 from pacsd.wire.command import Command
 from pacsd.wire.link import LINK_ENDED, Aborted, Link, Message
@@ -64,12 +65,23 @@ class Session:
         self._contexts: dict[int, int] = {}  # Message ID -> context ID of our requests
 
     @classmethod
-    def open(cls, upstream: Upstream, calling_ae: str, contexts: list[PresentationContext], deadline: float) -> Session:
+    def open(
+        cls,
+        upstream: Upstream,
+        calling_ae: str,
+        contexts: list[PresentationContext],
+        deadline: float,
+        limits: Limits,
+        spool_dir: str | None = None,
+    ) -> Session:
+        """An association with *upstream*; what it sends is bounded by
+        *limits*, and C-STOREs it sends (C-GET) spool to *spool_dir*."""
         remote = upstream.remote
         try:
             link = requestor.associate(
                 remote.host, remote.port, remote.ae_title, calling_ae, contexts, upstream.connect_timeout,
-                scp_roles=[str(cx.abstract_syntax) for cx in contexts if cx.scp_role],
+                scp_roles=[str(cx.abstract_syntax) for cx in contexts if cx.scp_role], limits=limits,
+                spool_dir=spool_dir,
             )  # fmt: skip
         except requestor.AssociationRejected as exc:
             raise UpstreamError(f"{remote.name} ({remote.ae_title}) {exc}") from None
@@ -143,6 +155,8 @@ class Session:
                 raise UpstreamError(f"{self.name} sent nothing for {self.upstream.response_timeout:.0f} s") from None
             except LINK_ENDED as exc:
                 raise UpstreamError(f"{self.name} broke off the association: {type(exc).__name__} {exc}") from None
+            except BudgetExceeded as exc:  # the upstream's fault: our client's association goes on
+                raise UpstreamError(f"{self.name} sent more than allowed: {exc}") from None
             yield message
             if message.command.field & 0x8000 and message.command.us(command.RESPONDING_TO) == message_id:
                 if message.command.us(command.STATUS) not in PENDING:
@@ -199,7 +213,8 @@ class Session:
 
 
 def identifier(message: Message) -> Dataset:
-    if not message.dataset:
+    """A response's identifier (never spooled: only C-STORE datasets are)."""
+    if not isinstance(message.dataset, bytes) or not message.dataset:
         return Dataset()
     return dataset.decode(message.dataset, dataset.syntax_of(message.context))
 
