@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom.filereader import read_file_meta_info
 
@@ -291,12 +291,12 @@ class Ingest:
         """Whether the stored file's dataset bytes are exactly *dataset*,
         compared a chunk at a time (either may be gigabytes)."""
         try:
-            offset, length = dataset_extent(self.storage.absolute(relative))
-            if length != len(dataset):
-                return False
-            with open(self.storage.absolute(relative), "rb") as stored, _chunks(dataset) as received:
-                stored.seek(offset)
-                return all(stored.read(len(chunk)) == chunk for chunk in received)
+            with open(self.storage.absolute(relative), "rb") as stored:
+                _, length = dataset_extent(stored)
+                if length != len(dataset):
+                    return False
+                with _chunks(dataset) as received:
+                    return all(stored.read(len(chunk)) == chunk for chunk in received)
         except (OSError, ValueError):
             return False
 
@@ -328,23 +328,23 @@ def received_from_file(path: Path) -> Received:
     )
 
 
-def dataset_extent(path: Path) -> tuple[int, int]:
-    """(offset, length) of the dataset bytes in a Part 10 file pacsd wrote."""
-    with open(path, "rb") as file:
-        head = file.read(144)
-        size = os.fstat(file.fileno()).st_size
+def dataset_extent(file: BinaryIO) -> tuple[int, int]:
+    """(offset, length) of the dataset bytes in an open Part 10 file pacsd
+    wrote; the file is left positioned at the dataset."""
+    head = file.read(144)
+    size = os.fstat(file.fileno()).st_size
     # Our meta starts with (0002,0000) UL File Meta Information Group Length.
     if head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
-        raise ValueError(f"{path}: not a Part 10 file written by pacsd")
+        raise ValueError(f"{file.name}: not a Part 10 file written by pacsd")
     offset = 144 + int.from_bytes(head[140:144], "little")
     if offset > size:
-        raise ValueError(f"{path}: file meta runs past the end of the file")
+        raise ValueError(f"{file.name}: file meta runs past the end of the file")
+    file.seek(offset)
     return offset, size - offset
 
 
 def stored_dataset(path: Path) -> bytes:
     """The dataset bytes of a Part 10 file pacsd wrote (after its file meta)."""
-    offset, length = dataset_extent(path)
     with open(path, "rb") as file:
-        file.seek(offset)
+        _, length = dataset_extent(file)
         return file.read(length)

@@ -40,14 +40,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def peak_rss_kib(pid: int) -> int:
-    """The peak resident memory of process *pid* (VmHWM), in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmHWM for process {pid}")
-
-
 def pacsd_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "pacsd.cli", *args]
 
@@ -111,6 +103,14 @@ class Server:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+
+    def peak_rss(self) -> int:
+        """The server process's peak resident memory (VmHWM), in bytes."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no VmHWM for process {self.proc.pid}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

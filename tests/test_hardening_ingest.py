@@ -118,14 +118,6 @@ def small_header() -> Dataset:
     return ds
 
 
-def peak_rss(pid: int) -> int:
-    """VmHWM (peak resident set) of *pid*, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
-
-
 def echo(server: Server) -> None:
     cmd = ["/usr/bin/echoscu", "-aec", server.ae_title, "127.0.0.1", str(server.port)]
     result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=60)
@@ -270,10 +262,10 @@ def test_deflate_bomb_c_store_refused_within_memory_bound(server: Server, scu: S
     bomb = part10(tmp_path / "bomb.dcm", header, DEFLATED, deflate_bomb(header))
     assert bomb.stat().st_size < MiB
     scu.store(synth.ct(patient_id="WARMUP", pixel_bytes=512))  # imports and caches paid before measuring
-    before = peak_rss(server.proc.pid)
+    before = server.peak_rss()
     with Bystander(server) as bystander:
         [status] = scu.store(bomb)
-    after = peak_rss(server.proc.pid)
+    after = server.peak_rss()
 
     assert status.Status == 0xC003
     assert "max_inflate_ratio" in status.ErrorComment

@@ -33,35 +33,13 @@ from pacsd import synth
 from pacsd.wire import command, pdu
 from pacsd.wire.command import Command
 from tests.conftest import DCMTK_ENV, SCU, Server, free_port
+from tests.test_wire import _associate_rq
 
 FIND = str(StudyRootQueryRetrieveInformationModelFind)
 MiB = 1 << 20
 
 
-def peak_rss(server: Server) -> int:
-    """The server's peak resident set (VmHWM), in bytes."""
-    assert server.proc is not None
-    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
-
-
 # -- a raw client: the identifier's bytes exactly as the test builds them ----
-
-
-def _associate_rq(contexts: list[tuple[int, str, str]]) -> bytes:
-    """A minimal A-ASSOCIATE-RQ (PS3.8 9.3.2), maximum PDU 16 KiB."""
-
-    def item(kind: int, value: bytes) -> bytes:
-        return struct.pack(">BxH", kind, len(value)) + value
-
-    variable = item(0x10, b"1.2.840.10008.3.1.1.1")
-    for cx_id, abstract, syntax in contexts:
-        variable += item(0x20, struct.pack(">B3x", cx_id) + item(0x30, abstract.encode()) + item(0x40, syntax.encode()))
-    variable += item(0x50, item(0x51, struct.pack(">I", 16384)) + item(0x52, b"1.2.3.4"))
-    body = struct.pack(">HH", 1, 0) + b"PACSD".ljust(16) + b"RAWSCU".ljust(16) + bytes(32) + variable
-    return struct.pack(">BxI", pdu.ASSOCIATE_RQ, len(body)) + body
 
 
 class RawAssociation:
@@ -188,7 +166,7 @@ def echo_meanwhile(server: Server, stop: threading.Event, results: list[int]) ->
 
 def test_deflated_identifier_bomb_is_refused_within_its_budget(server: Server) -> None:
     SCU(server).store(*synth.series(2, pixel_bytes=16))
-    before = peak_rss(server)
+    before = server.peak_rss()
     stop, echoes = threading.Event(), list[int]()
     echoing = echo_meanwhile(server, stop, echoes)
     raw = RawAssociation(
@@ -220,10 +198,10 @@ def test_deflated_identifier_bomb_is_refused_within_its_budget(server: Server) -
         echoing.join(timeout=60)
     assert elapsed < 10, f"answered after {elapsed:.1f} s"
     # Inflating 256 MiB took ~1 GB before; now at most max_identifier_bytes (1 MiB) is produced.
-    growth = peak_rss(server) - before
+    growth = server.peak_rss() - before
     assert growth < 32 * MiB, f"peak RSS grew by {growth / MiB:.0f} MiB"
     [event] = server.events("budget_exceeded")
-    assert event["budget"] == "max_identifier_bytes" and event["calling_ae"] == "RAWSCU"
+    assert event["budget"] == "max_identifier_bytes" and event["calling_ae"] == "RAW"
     assert "inflates to more than" in event["reason"]
     assert echoes and all(rc == 0 for rc in echoes), echoes
 

@@ -153,15 +153,6 @@ def store_command(sop_instance: str = "1.2.3.4") -> bytes:
     )
 
 
-def peak_rss(server: Server) -> int:
-    """The server's peak resident set (VmHWM), in bytes."""
-    assert server.proc is not None
-    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
-
-
 def echoscu(server: Server) -> None:
     cmd = ["/usr/bin/echoscu", "-aec", server.ae_title, "127.0.0.1", str(server.port)]
     result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=30)
@@ -244,7 +235,7 @@ def test_sixteen_mib_of_empty_fragments_cost_no_memory(make_server: list[Server]
     # took RSS from 50 to 798 MB. Bound stated here: peak RSS grows < 32 MiB.
     server = start(make_server, tmp_path)
     echoscu(server)
-    before = peak_rss(server)
+    before = server.peak_rss()
     empty = struct.pack(">IBB", 2, 1, 0)  # a PDV of no data, never the last
     per_pdu = (MiB - 6) // len(empty)
     burst = pdata(1, pdu.COMMAND | pdu.LAST, store_command())
@@ -257,7 +248,7 @@ def test_sixteen_mib_of_empty_fragments_cost_no_memory(make_server: list[Server]
         sender.join(30)
     [event] = budget_events(server, "max_fragments")
     assert "1048576" in str(event["reason"])
-    growth = peak_rss(server) - before
+    growth = server.peak_rss() - before
     assert growth < 32 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB"
     assert server.temp_files() == []
 
@@ -287,6 +278,9 @@ def test_store_over_its_object_budget_aborts_and_leaves_no_spool_file(
         assert peer.answer() == ABORT_PROVIDER
     [event] = budget_events(server, "max_object_bytes")
     assert "262144" in str(event["reason"])
+    deadline = time.monotonic() + 5  # the server removes the spool file after it has aborted
+    while server.temp_files() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert server.temp_files() == []
     assert server.stats()["instances"] == 0
     echoscu(server)
@@ -333,7 +327,7 @@ def test_c_get_to_a_seven_byte_max_pdu(make_server: list[Server], tmp_path: Path
     assert SCU(server).store(ds)[0].Status == 0
     [stored] = server.files()
     expected = stored_dataset(stored)
-    before = peak_rss(server)
+    before = server.peak_rss()
     rq = associate_rq(
         [(1, GET_STUDY, [IMPLICIT]), (3, str(CTImageStorage), [str(ExplicitVRLittleEndian)])],
         max_pdu=7,
@@ -367,7 +361,7 @@ def test_c_get_to_a_seven_byte_max_pdu(make_server: list[Server], tmp_path: Path
         final, _, _ = _receive_message(peer)
         assert final.field == command.C_GET_RSP and final.us(command.STATUS) == 0
         assert final.us(command.COMPLETED) == 1
-    growth = peak_rss(server) - before
+    growth = server.peak_rss() - before
     assert growth < 48 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB"
 
 
@@ -574,10 +568,10 @@ def test_offer_cache_is_bounded_by_total_bytes(make_server: list[Server], tmp_pa
 
     for n in range(8):  # warm up: whatever a first decode allocates once
         associate_and_release(1000 + n)
-    before = peak_rss(server)
+    before = server.peak_rss()
     for n in range(80):
         associate_and_release(n)
-    growth = peak_rss(server) - before
+    growth = server.peak_rss() - before
     assert growth < 4 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB"
     echoscu(server)
 

@@ -15,7 +15,7 @@ from pacsd import synth
 from pacsd.limits import MiB
 from pacsd.wire import dataset, requestor
 from tests import dimse_client
-from tests.conftest import Server, peak_rss_kib
+from tests.conftest import Server
 from tests.test_retrieve_limits import study_identifier
 
 CT = str(CTImageStorage)
@@ -32,7 +32,7 @@ def test_a_256_mib_object_is_stored_compared_and_sent_in_constant_memory(tmp_pat
     try:
         assert server.proc is not None
         server.echoscu()
-        before = peak_rss_kib(server.proc.pid) * 1024
+        before = server.peak_rss()
         ds = synth.ct(patient_id="LARGE", pixel_bytes=16)
         ds.Rows, ds.Columns = 8192, SIZE // 2 // 8192
         ds.PixelData = bytes(range(256)) * (SIZE // 256)
@@ -51,7 +51,7 @@ def test_a_256_mib_object_is_stored_compared_and_sent_in_constant_memory(tmp_pat
         finally:
             requestor.release(link)
         assert [e["result"] for e in server.events("stored")] == ["stored", "already_stored", "duplicate_kept"]
-        assert peak_rss_kib(server.proc.pid) * 1024 - before < OVERHEAD
+        assert server.peak_rss() - before < OVERHEAD
         assert server.temp_files() == []  # no spool file left behind
 
         received: list[str] = []
@@ -71,7 +71,7 @@ def test_a_256_mib_object_is_stored_compared_and_sent_in_constant_memory(tmp_pat
             requestor.release(link)
         assert result.status == 0x0000, result.comment
         assert received == [hashlib.sha256(data).hexdigest()]
-        growth = peak_rss_kib(server.proc.pid) * 1024 - before
+        growth = server.peak_rss() - before
         assert growth < OVERHEAD, f"peak memory grew by {growth / MiB:.0f} MiB"
         server.echoscu()
     finally:

@@ -18,7 +18,7 @@ from pydicom.uid import UID
 from pacsd import log, retrieve
 from pacsd.dimse import qr, statuses
 from pacsd.index.search import StoredInstance
-from pacsd.ingest import dataset_extent, stored_dataset
+from pacsd.ingest import dataset_extent
 from pacsd.storage import Storage
 from pacsd.virtual.fetch import Shortfall
 from pacsd.wire import command, dataset, requestor
@@ -106,6 +106,16 @@ def finish(link: Link, request: Message, field: int, tally: Tally) -> None:
     qr.respond(link, request, field, status, comment, identifier=tally.failed_list(), counts=counts)
 
 
+def _stored_payload(path: str) -> Payload:
+    """A stored file's dataset to send: its bytes, or for a large one the
+    region of the file, read while it is sent (one open either way)."""
+    with open(path, "rb") as file:
+        offset, length = dataset_extent(file)
+        if length > FILE_CHUNK:
+            return FileRegion(path, offset, length)
+        return memoryview(file.read(length))
+
+
 class SubOperations:
     """One retrieve: *stored* goes over *out*; progress and the final
     status go to the requester on *link* as *field* responses."""
@@ -173,11 +183,7 @@ class SubOperations:
         context_id = self.usable.get((instance.sop_class_uid, instance.transfer_syntax))
         try:
             if context_id is not None:
-                path = self.storage.absolute(instance.path)
-                offset, length = dataset_extent(path)
-                if length > FILE_CHUNK:
-                    return context_id, FileRegion(str(path), offset, length)
-                return context_id, memoryview(stored_dataset(path))
+                return context_id, _stored_payload(str(self.storage.absolute(instance.path)))
             return self._converted(instance)
         except (OSError, ValueError) as exc:  # file gone or damaged: that one fails
             _log.error("retrieve_unreadable", sop_instance_uid=instance.sop_uid, error=str(exc), **self.log_fields)

@@ -120,6 +120,9 @@ class SocketReader:
             del self.buffer[:size]
         return data
 
+    def buffered(self) -> int:
+        return len(self.buffer)
+
     def check(self) -> None:
         """Raise BudgetExceeded if the reader's end has passed."""
         if self.end is not None and time.monotonic() >= self.end:
@@ -232,6 +235,13 @@ class Link:
         maximum PDU, sent in batches of about SEND_BATCH bytes."""
         self._reader.check()
         batch = _Batch(self.sock)
+        if len(cmd) <= self.fragment and (dataset is None or 0 < len(dataset) <= self.fragment):
+            if not isinstance(dataset, FileRegion):  # one PDV each, the common case: no fragmenting
+                batch.buffers = [pdu.p_data_header(context_id, pdu.COMMAND | pdu.LAST, len(cmd)), cmd]
+                if dataset is not None:
+                    batch.buffers += (pdu.p_data_header(context_id, pdu.LAST, len(dataset)), dataset)
+                batch.flush()
+                return
         self._fragments(batch, context_id, pdu.COMMAND, iter([memoryview(cmd)]), len(cmd))
         if dataset is not None:
             self._fragments(batch, context_id, 0, self._chunks(dataset), len(dataset))

@@ -49,6 +49,10 @@ class Reader(Protocol):
         done by *deadline* (time.monotonic()) or BudgetExceeded."""
         ...
 
+    def buffered(self) -> int:
+        """Bytes already received and not yet read."""
+        ...
+
 
 class ProtocolError(Exception):
     """The peer broke the protocol. Raised as such by the DIMSE side (a
@@ -75,11 +79,15 @@ def read(
     reader allows (the silence between PDUs); the rest must arrive within
     *pdu_timeout* seconds. A body over *limit* bytes is never read:
     BudgetExceeded(*budget*)."""
-    first = reader.read(1)
-    if not first:
-        raise Closed("connection closed", REASON_NOT_SPECIFIED)
-    deadline = None if pdu_timeout is None else time.monotonic() + pdu_timeout
-    head = first + reader.read(5, deadline)
+    if reader.buffered() >= 6:  # the common case: it came with the previous PDU's bytes
+        head = reader.read(6)
+        deadline = None if pdu_timeout is None else time.monotonic() + pdu_timeout
+    else:
+        first = reader.read(1)
+        if not first:
+            raise Closed("connection closed", REASON_NOT_SPECIFIED)
+        deadline = None if pdu_timeout is None else time.monotonic() + pdu_timeout
+        head = first + reader.read(5, deadline)
     if len(head) < 6:
         raise Closed("connection closed inside a PDU header")
     kind, length = _HEADER.unpack(head)
