@@ -312,26 +312,22 @@ class _Values:
         value = self._plain(keyword)
         if not value:
             return ""
-        match = _DATE.fullmatch(value) or _OLD_DATE.fullmatch(value)
-        try:
-            if match is None:
-                raise ValueError
-            datetime.date(*map(int, match.groups()))
-        except ValueError:
+        normal = _normal_date(value)
+        if normal is None:
             self._ignore(keyword, value, "not a date (YYYYMMDD)")
             return ""
-        return "".join(match.groups())
+        return normal
 
     def time(self, keyword: str) -> str:
         """A TM as HH[MM[SS[.F{1,6}]]] (colons of the old form dropped), or ''."""
         value = self._plain(keyword)
         if not value:
             return ""
-        match = _TIME.fullmatch(value) or _OLD_TIME.fullmatch(value)
-        if match is None or not _valid_time(*(int(part or 0) for part in match.groups()[:3])):
+        normal = _normal_time(value)
+        if normal is None:
             self._ignore(keyword, value, "not a time (HHMMSS.FFFFFF)")
             return ""
-        return value.replace(":", "")
+        return normal
 
     def requests(self, implicit: bool, little: bool) -> tuple[Request, ...]:
         where = self.kept.get(_TAGS["RequestAttributesSequence"])
@@ -347,6 +343,30 @@ class _Values:
             )
             for item in items
         )
+
+
+# Cached: the objects of a study repeat the same few dates and times, and
+# checking one was a fifth of reading a header.
+@lru_cache(maxsize=1024)
+def _normal_date(value: str) -> str | None:
+    """*value* as YYYYMMDD if it is a calendar date, else None."""
+    match = _DATE.fullmatch(value) or _OLD_DATE.fullmatch(value)
+    if match is None:
+        return None
+    try:
+        datetime.date(*map(int, match.groups()))
+    except ValueError:
+        return None
+    return "".join(match.groups())
+
+
+@lru_cache(maxsize=1024)
+def _normal_time(value: str) -> str | None:
+    """*value* without the old form's colons if it is a time of day, else None."""
+    match = _TIME.fullmatch(value) or _OLD_TIME.fullmatch(value)
+    if match is None or not _valid_time(*(int(part or 0) for part in match.groups()[:3])):
+        return None
+    return value.replace(":", "")
 
 
 def _valid_time(hour: int, minute: int, second: int) -> bool:
