@@ -328,23 +328,28 @@ def received_from_file(path: Path) -> Received:
     )
 
 
+def dataset_offset(head: bytes, size: int, name: object) -> int:
+    """Where the dataset starts in a Part 10 file pacsd wrote, from the
+    file's first 144 bytes (*head*, or more) and its *size*."""
+    # Our meta starts with (0002,0000) UL File Meta Information Group Length.
+    if head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
+        raise ValueError(f"{name}: not a Part 10 file written by pacsd")
+    offset = 144 + int.from_bytes(head[140:144], "little")
+    if offset > size:
+        raise ValueError(f"{name}: file meta runs past the end of the file")
+    return offset
+
+
 def dataset_extent(file: BinaryIO) -> tuple[int, int]:
     """(offset, length) of the dataset bytes in an open Part 10 file pacsd
     wrote; the file is left positioned at the dataset."""
-    head = file.read(144)
     size = os.fstat(file.fileno()).st_size
-    # Our meta starts with (0002,0000) UL File Meta Information Group Length.
-    if head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
-        raise ValueError(f"{file.name}: not a Part 10 file written by pacsd")
-    offset = 144 + int.from_bytes(head[140:144], "little")
-    if offset > size:
-        raise ValueError(f"{file.name}: file meta runs past the end of the file")
+    offset = dataset_offset(file.read(144), size, file.name)
     file.seek(offset)
     return offset, size - offset
 
 
 def stored_dataset(path: Path) -> bytes:
     """The dataset bytes of a Part 10 file pacsd wrote (after its file meta)."""
-    with open(path, "rb") as file:
-        _, length = dataset_extent(file)
-        return file.read(length)
+    data = path.read_bytes()
+    return data[dataset_offset(data, len(data), path) :]

@@ -9,6 +9,7 @@ the syntax it is stored in; only otherwise is it decoded and re-encoded
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from pydicom.uid import UID
 from pacsd import log, retrieve
 from pacsd.dimse import qr, statuses
 from pacsd.index.search import StoredInstance
-from pacsd.ingest import dataset_extent
+from pacsd.ingest import dataset_offset
 from pacsd.storage import Storage
 from pacsd.virtual.fetch import Shortfall
 from pacsd.wire import command, dataset, requestor
@@ -110,10 +111,12 @@ def _stored_payload(path: str) -> Payload:
     """A stored file's dataset to send: its bytes, or for a large one the
     region of the file, read while it is sent (one open either way)."""
     with open(path, "rb") as file:
-        offset, length = dataset_extent(file)
-        if length > FILE_CHUNK:
-            return FileRegion(path, offset, length)
-        return memoryview(file.read(length))
+        size = os.fstat(file.fileno()).st_size
+        if size > FILE_CHUNK:
+            offset = dataset_offset(file.read(144), size, path)
+            return FileRegion(path, offset, size - offset)
+        data = file.read()  # one read: this loop runs per sub-operation
+    return memoryview(data)[dataset_offset(data, len(data), path) :]
 
 
 class SubOperations:
