@@ -33,6 +33,7 @@ IOV_MAX = 512  # buffers per sendmsg; Linux allows 1024
 SEND_BATCH = 1 * MiB  # bytes of PDUs built before they are sent
 COPY_BELOW = 4096  # fragments smaller than this are copied into the batch (an iovec entry costs more)
 FILE_CHUNK = 4 * MiB  # bytes read from a file at a time while sending it
+DEADLINE_SLACK = 1.0  # seconds a read may overrun its deadline, rather than reset the socket timeout per recv
 # A response's dataset (a C-FIND-RSP identifier from an upstream, a Failed
 # SOP Instance UID List) may be this many times max_identifier_bytes.
 RESPONSE_IDENTIFIER_FACTOR = 16
@@ -136,8 +137,11 @@ class SocketReader:
         if remaining <= 0:
             raise BudgetExceeded(budget, DEADLINE_REASONS[budget])
         idle = self.sock.gettimeout()
-        if idle is not None and idle <= remaining:
-            return self.sock.recv(size)  # a timeout here is silence: the network timeout
+        if idle is not None and idle <= remaining + DEADLINE_SLACK:
+            # A timeout here is silence (the network timeout); the deadline
+            # is kept to within DEADLINE_SLACK without changing the socket's
+            # timeout twice per recv (each change is a system call).
+            return self.sock.recv(size)
         self.sock.settimeout(remaining)
         try:
             return self.sock.recv(size)
