@@ -142,7 +142,7 @@ class Server:
         return sorted(p for p in files if not (p.name.endswith(".spare") and not p.stat().st_size))
 
     def echoscu(self, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = ["echoscu", "-aec", self.ae_title, "127.0.0.1", str(self.port)]
+        cmd = ["/usr/bin/echoscu", "-aec", self.ae_title, "127.0.0.1", str(self.port)]  # DCMTK's, not the venv's
         result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=60)
         if check and result.returncode != 0:
             raise AssertionError(f"echoscu failed ({result.returncode}):\n{result.stderr}")

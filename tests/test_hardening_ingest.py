@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import mmap
 import struct
-import subprocess
 import threading
 import zlib
 from io import BytesIO
@@ -29,7 +28,7 @@ from pacsd import synth
 from pacsd.errors import InvalidObject, OverBudget
 from pacsd.header import MAX_KEPT_VALUE, read_header
 from pacsd.limits import Limits, MiB
-from tests.conftest import DCMTK_ENV, SCU, Server
+from tests.conftest import SCU, Server
 
 EXPLICIT_LE = str(ExplicitVRLittleEndian)
 DEFLATED = str(DeflatedExplicitVRLittleEndian)
@@ -118,12 +117,6 @@ def small_header() -> Dataset:
     return ds
 
 
-def echo(server: Server) -> None:
-    cmd = ["/usr/bin/echoscu", "-aec", server.ae_title, "127.0.0.1", str(server.port)]
-    result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-
-
 class Bystander:
     """A well-behaved client, echoing and storing small objects until stopped."""
 
@@ -145,7 +138,7 @@ class Bystander:
     def _run(self) -> None:
         while True:
             try:
-                echo(self.server)
+                self.server.echoscu()
                 ds = synth.ct(patient_id="BYSTANDER", pixel_bytes=512)
                 [status] = SCU(self.server, "BYSTANDER").store(ds)
                 if status.Status != 0x0000:
@@ -280,7 +273,7 @@ def test_deflate_bomb_c_store_refused_within_memory_bound(server: Server, scu: S
     assert server.stats()["instances"] == 1 + len(bystander.stored)
     assert all(header.SOPInstanceUID not in str(path) for path in server.files())
     assert not server.temp_files()
-    echo(server)
+    server.echoscu()
 
 
 def test_out_of_range_series_number_is_stored_with_it_empty(server: Server, scu: SCU, tmp_path: Path) -> None:

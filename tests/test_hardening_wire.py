@@ -153,12 +153,6 @@ def store_command(sop_instance: str = "1.2.3.4") -> bytes:
     )
 
 
-def echoscu(server: Server) -> None:
-    cmd = ["/usr/bin/echoscu", "-aec", server.ae_title, "127.0.0.1", str(server.port)]
-    result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-
-
 class Echoer:
     """/usr/bin/echoscu over and over in a thread while a test attacks."""
 
@@ -216,7 +210,7 @@ def test_announced_max_pdu_is_the_budget_and_a_larger_pdu_aborts(make_server: li
         assert peer.closed()
     [event] = budget_events(server, "max_pdu_bytes")
     assert event["calling_ae"] == "RAW" and "assoc" in event and "reason" in event
-    echoscu(server)
+    server.echoscu()
 
 
 def test_command_set_over_budget_aborts(make_server: list[Server], tmp_path: Path) -> None:
@@ -227,14 +221,14 @@ def test_command_set_over_budget_aborts(make_server: list[Server], tmp_path: Pat
             peer.send(pdata(1, pdu.COMMAND, b"\0" * 300))
         assert peer.answer() == ABORT_PROVIDER
     assert budget_events(server, "max_command_bytes")
-    echoscu(server)
+    server.echoscu()
 
 
 def test_sixteen_mib_of_empty_fragments_cost_no_memory(make_server: list[Server], tmp_path: Path) -> None:
     # Default budgets: max_fragments = 2**20 PDVs. Before: 24 MiB of these
     # took RSS from 50 to 798 MB. Bound stated here: peak RSS grows < 32 MiB.
     server = start(make_server, tmp_path)
-    echoscu(server)
+    server.echoscu()
     before = server.peak_rss()
     empty = struct.pack(">IBB", 2, 1, 0)  # a PDV of no data, never the last
     per_pdu = (MiB - 6) // len(empty)
@@ -283,7 +277,7 @@ def test_store_over_its_object_budget_aborts_and_leaves_no_spool_file(
         time.sleep(0.05)
     assert server.temp_files() == []
     assert server.stats()["instances"] == 0
-    echoscu(server)
+    server.echoscu()
 
 
 def test_object_budget_by_sop_class(make_server: list[Server], tmp_path: Path) -> None:
@@ -294,7 +288,7 @@ def test_object_budget_by_sop_class(make_server: list[Server], tmp_path: Path) -
         peer.send(pdata(1, pdu.COMMAND | pdu.LAST, store_command()) + pdata(1, pdu.LAST, b"\0" * 5000))
         assert peer.answer() == ABORT_PROVIDER
     assert budget_events(server, "object_bytes_by_class")
-    echoscu(server)
+    server.echoscu()
 
 
 def test_identifier_over_budget_aborts(make_server: list[Server], tmp_path: Path) -> None:
@@ -313,7 +307,7 @@ def test_identifier_over_budget_aborts(make_server: list[Server], tmp_path: Path
         peer.send(pdata(1, pdu.COMMAND | pdu.LAST, find) + pdata(1, 0, b"\0" * 3000) + pdata(1, pdu.LAST, b"\0" * 3000))
         assert peer.answer() == ABORT_PROVIDER
     assert budget_events(server, "max_identifier_bytes")
-    echoscu(server)
+    server.echoscu()
 
 
 # -- 2, finding 2: sending to a peer that announces a 7-byte maximum PDU --------------
@@ -509,7 +503,7 @@ def test_idle_connections_hold_slots_only_until_associate_timeout(make_server: l
             peer.sock.close()
     assert len(budget_events(server, "associate_timeout")) == 3
     assert any("max_connections" in str(e["reason"]) for e in server.events("association_rejected"))
-    echoscu(server)
+    server.echoscu()
 
 
 def test_association_ends_at_association_timeout(make_server: list[Server], tmp_path: Path) -> None:
@@ -527,7 +521,7 @@ def test_association_ends_at_association_timeout(make_server: list[Server], tmp_
         assert time.monotonic() - begin < 10
     [event] = budget_events(server, "association_timeout")
     assert event["calling_ae"] == "RAW"
-    echoscu(server)
+    server.echoscu()
 
 
 def test_silence_is_a_network_timeout_abort(make_server: list[Server], tmp_path: Path) -> None:
@@ -573,7 +567,7 @@ def test_offer_cache_is_bounded_by_total_bytes(make_server: list[Server], tmp_pa
         associate_and_release(n)
     growth = server.peak_rss() - before
     assert growth < 4 * MiB, f"peak RSS grew by {growth / MiB:.1f} MiB"
-    echoscu(server)
+    server.echoscu()
 
 
 def test_associate_request_over_budget_is_rejected_unread(make_server: list[Server], tmp_path: Path) -> None:
@@ -583,7 +577,7 @@ def test_associate_request_over_budget_is_rejected_unread(make_server: list[Serv
         assert peer.answer() == pdu.fixed(pdu.ASSOCIATE_RJ, 1, 3, 2)  # permanent, local limit exceeded
         assert peer.closed()
     assert budget_events(server, "max_associate_request_bytes")
-    echoscu(server)
+    server.echoscu()
 
 
 # -- 5, finding 14: what PS3.8 says a peer sees ------------------------------------
@@ -615,7 +609,7 @@ def test_requests_we_do_not_take_are_rejected(
         assert peer.closed()
     [event] = server.events("association_rejected")
     assert words in str(event["reason"]), event
-    echoscu(server)
+    server.echoscu()
 
 
 def test_version_with_bit_zero_set_is_accepted(make_server: list[Server], tmp_path: Path) -> None:
@@ -656,7 +650,7 @@ def test_malformed_first_pdu_gets_an_abort(
         assert peer.closed()
     [event] = server.events("association_rejected")
     assert event["answer"] == "A-ABORT" and event["abort_reason"] == reason
-    echoscu(server)
+    server.echoscu()
 
 
 @pytest.mark.parametrize(
@@ -680,4 +674,4 @@ def test_provider_detected_errors_abort_with_source_two(
         assert peer.closed()
     [event] = server.events("association_aborting")
     assert event["abort_reason"] == reason
-    echoscu(server)
+    server.echoscu()
