@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pacsd import synth
 from tests.conftest import REPO, SCU, Server
-from tests.test_hardening_ingest import EXPLICIT_LE, echo, part10, with_raw
+from tests.test_hardening_ingest import EXPLICIT_LE, part10, with_raw
 
 FORGED_UID = "1.2.3.999999"
 FORGED = json.dumps({"event": "stored", "result": "stored", "sop_instance_uid": FORGED_UID, "level": "info"})
@@ -111,7 +111,7 @@ def test_every_stderr_line_is_a_pacsd_json_event(server: Server, tmp_path: Path)
     statuses = SCU(server, "FUZZER").store(*objects)
     for pdu in garbage_pdus():
         send_raw(server, pdu)
-    echo(server)  # a well-behaved client, served after all of it
+    server.echoscu()  # a well-behaved client, served after all of it
     [status] = SCU(server).store(synth.ct(patient_id="AFTER", pixel_bytes=512))
     assert status.Status == 0x0000
     server.stop()
