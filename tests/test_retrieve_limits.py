@@ -17,6 +17,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from pacsd import synth
+from pacsd.dimse.suboperations import Tally
 from pacsd.wire import command, dataset, requestor
 from tests import dimse_client
 from tests.conftest import SCU, Server
@@ -52,6 +53,15 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str
         yield server, study_uid, MANY
     finally:
         server.stop()
+
+
+def test_sub_operations_are_counted_in_pynetdicoms_status_categories() -> None:
+    tally = Tally(8)
+    for n, status in enumerate([0x0000, 0x0001, 0x0107, 0x0116, 0xB000, 0xB007, 0xA700, 0xC000]):
+        tally.count(status, f"1.2.{n}")
+    assert (tally.completed, tally.warning, tally.failed) == (1, 5, 2)
+    assert tally.failed_uids == ["1.2.6", "1.2.7"]
+    assert tally.remaining == 0
 
 
 def study_identifier(study_uid: str) -> Dataset:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
+from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from pacsd import log, retrieve
 from pacsd.dimse import qr, statuses
@@ -26,9 +27,6 @@ from pacsd.wire import command, dataset, requestor
 from pacsd.wire.link import FILE_CHUNK, FileRegion, Link, Message, Payload
 
 _log = log.get("pacsd.retrieve")
-
-# C-STORE statuses that count as warnings (PS3.4 B.2.3); other non-zero ones fail.
-_STORE_WARNINGS = {0xB000, 0xB006, 0xB007, 0x0107, 0x0116}
 
 US_MAX = 0xFFFF  # sub-operation counts and Message IDs are US (PS3.7 E.1-1)
 
@@ -60,6 +58,19 @@ class Tally:
     @property
     def remaining(self) -> int:
         return self.total - self.completed - self.failed - self.warning
+
+    def count(self, status: int, sop_uid: str) -> None:
+        """Count one sub-operation by its C-STORE status, in pynetdicom's
+        categories (PS3.7 C: 0x0001, 0x0107, 0x0116 and 0xB000-0xBFFF are
+        warnings; anything else but success fails)."""
+        category = code_to_category(status)
+        if category == STATUS_SUCCESS:
+            self.completed += 1
+        elif category == STATUS_WARNING:
+            self.warning += 1
+        else:
+            self.failed += 1
+            self.failed_uids.append(sop_uid)
 
     def counts(self, with_remaining: bool) -> list[tuple[int, str, int]]:
         elements = [
@@ -165,13 +176,7 @@ class SubOperations:
                 status = requestor.store_response(self.out, message_id(n)).status
             else:
                 status = statuses.UNABLE_TO_PROCESS
-            if status == statuses.SUCCESS:
-                tally.completed += 1
-            elif status in _STORE_WARNINGS:
-                tally.warning += 1
-            else:
-                tally.failed += 1
-                tally.failed_uids.append(instance.sop_uid)
+            tally.count(status, instance.sop_uid)
             if tally.remaining:
                 qr.respond(self.link, self.request, self.field, statuses.PENDING, counts=tally.counts(True))
         return tally
