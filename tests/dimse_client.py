@@ -53,6 +53,19 @@ def store_all(port: int, sop_class: str, items: Sequence[tuple[str, bytes]], ass
     return statuses
 
 
+def request_command(field: int, sop_class: str, message_id: int = 1) -> bytes:
+    """The command set of a C-FIND/C-MOVE/C-GET request with an identifier."""
+    return command.encode(
+        [
+            (command.AFFECTED_SOP_CLASS, "UI", sop_class),
+            (command.COMMAND_FIELD, "US", field),
+            (command.MESSAGE_ID, "US", message_id),
+            (command.PRIORITY, "US", 0),
+            (command.DATASET_TYPE, "US", command.HAS_DATASET),
+        ]
+    )
+
+
 @dataclass
 class GetResult:
     status: int = -1
@@ -71,16 +84,7 @@ def c_get(
     on_store: Callable[[bytes], None] | None = None,
 ) -> GetResult:
     """Send a C-GET-RQ; answer every C-STORE-RQ it brings with success."""
-    cx = link.contexts[get_context]
-    rq = command.encode(
-        [
-            (command.AFFECTED_SOP_CLASS, "UI", str(cx.abstract_syntax)),
-            (command.COMMAND_FIELD, "US", command.C_GET_RQ),
-            (command.MESSAGE_ID, "US", 7),
-            (command.PRIORITY, "US", 0),
-            (command.DATASET_TYPE, "US", command.HAS_DATASET),
-        ]
-    )
+    rq = request_command(command.C_GET_RQ, str(link.contexts[get_context].abstract_syntax), 7)
     link.send(get_context, rq, dataset.encode(identifier, ExplicitVRLittleEndian))
     result = GetResult()
     while True:

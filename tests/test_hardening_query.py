@@ -33,6 +33,7 @@ from pacsd import synth
 from pacsd.wire import command, pdu
 from pacsd.wire.command import Command
 from tests.conftest import DCMTK_ENV, SCU, Server, free_port
+from tests.dimse_client import request_command
 from tests.test_wire import _associate_rq
 
 FIND = str(StudyRootQueryRetrieveInformationModelFind)
@@ -105,15 +106,7 @@ class RawAssociation:
 
 
 def find_rq(message_id: int = 1) -> bytes:
-    return command.encode(
-        [
-            (command.AFFECTED_SOP_CLASS, "UI", FIND),
-            (command.COMMAND_FIELD, "US", command.C_FIND_RQ),
-            (command.MESSAGE_ID, "US", message_id),
-            (command.PRIORITY, "US", 0),
-            (command.DATASET_TYPE, "US", command.HAS_DATASET),
-        ]
-    )
+    return request_command(command.C_FIND_RQ, FIND, message_id)
 
 
 def echo_rq(message_id: int) -> bytes:

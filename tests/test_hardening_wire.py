@@ -27,6 +27,7 @@ from pacsd.ingest import stored_dataset
 from pacsd.wire import command, pdu
 from pacsd.wire.link import FileRegion, Link
 from tests.conftest import DCMTK_ENV, SCU, Server
+from tests.dimse_client import request_command
 
 VERIFICATION = "1.2.840.10008.1.1"
 GET_STUDY = "1.2.840.10008.5.1.4.1.2.2.3"
@@ -293,15 +294,7 @@ def test_object_budget_by_sop_class(make_server: list[Server], tmp_path: Path) -
 
 def test_identifier_over_budget_aborts(make_server: list[Server], tmp_path: Path) -> None:
     server = start(make_server, tmp_path, "[limits]\nmax_identifier_bytes = 4096\n")
-    find = command.encode(
-        [
-            (command.AFFECTED_SOP_CLASS, "UI", FIND_STUDY),
-            (command.COMMAND_FIELD, "US", command.C_FIND_RQ),
-            (command.MESSAGE_ID, "US", 1),
-            (command.PRIORITY, "US", 0),
-            (command.DATASET_TYPE, "US", command.HAS_DATASET),
-        ]
-    )
+    find = request_command(command.C_FIND_RQ, FIND_STUDY)
     with Peer(server) as peer:
         peer.associate(associate_rq([(1, FIND_STUDY, [IMPLICIT])]))
         peer.send(pdata(1, pdu.COMMAND | pdu.LAST, find) + pdata(1, 0, b"\0" * 3000) + pdata(1, pdu.LAST, b"\0" * 3000))
@@ -334,15 +327,7 @@ def test_c_get_to_a_seven_byte_max_pdu(make_server: list[Server], tmp_path: Path
         + ds.StudyInstanceUID.encode()
         + b"\0" * (len(ds.StudyInstanceUID) % 2)
     )
-    get = command.encode(
-        [
-            (command.AFFECTED_SOP_CLASS, "UI", GET_STUDY),
-            (command.COMMAND_FIELD, "US", command.C_GET_RQ),
-            (command.MESSAGE_ID, "US", 1),
-            (command.PRIORITY, "US", 0),
-            (command.DATASET_TYPE, "US", command.HAS_DATASET),
-        ]
-    )
+    get = request_command(command.C_GET_RQ, GET_STUDY)
     with Echoer(server), Peer(server, timeout=60) as peer:
         peer.associate(rq)
         peer.send(pdata(1, pdu.COMMAND | pdu.LAST, get) + pdata(1, pdu.LAST, identifier))
