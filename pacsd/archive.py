@@ -10,15 +10,15 @@ from pacsd import log
 from pacsd.config import Settings
 from pacsd.index.db import close_index, open_index
 from pacsd.index.writer import IndexWriter
-from pacsd.ingest import Ingest
-from pacsd.storage import Storage
-from pacsd.syncer import Syncer, replay
-from pacsd.virtual.fetch import Proxy
-from pacsd.virtual.staging import Staging
+from pacsd.services.ingest import Ingest
+from pacsd.storage.files import Storage
+from pacsd.storage.syncer import Syncer, replay
+from pacsd.upstream.fetch import Proxy
+from pacsd.upstream.staging import Staging
 
 
 def check_data_dir(settings: Settings) -> None:
-    """Raise :class:`pacsd.errors.StartupError` (one line: the path and the
+    """Raise :class:`pacsd.domain.errors.StartupError` (one line: the path and the
     problem) unless the data dir's layout exists or can be made, and each of
     its directories can be written."""
     Storage(settings.server.data_dir).make_layout()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pacsd import __version__, log
 from pacsd.config import ConfigError, Settings, load
-from pacsd.errors import StartupError
+from pacsd.domain.errors import StartupError
 
 EXIT_USAGE = 2
 

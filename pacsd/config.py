@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pacsd.limits import DEFAULT_OBJECT_BYTES_BY_CLASS, GiB, KiB, Limits, MiB
+from pacsd.domain.limits import DEFAULT_OBJECT_BYTES_BY_CLASS, GiB, KiB, Limits, MiB
 
 DEFAULT_AE_TITLE = "PACSD"
 MAX_SECONDS = 7 * 86400.0  # no timeout of ours is longer than a week

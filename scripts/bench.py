@@ -30,7 +30,7 @@ import pydicom
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pacsd import synth  # noqa: E402
+from pacsd.testing import synth  # noqa: E402
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK waits 40 ms per message without it
 # A worklist-style study query: one patient's studies, with what a viewer lists.

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pacsd.errors import Refusal
+from pacsd.domain.errors import Refusal
 from pacsd.index import writeahead
 from pacsd.index.models import Instance
-from pacsd.ingest import Ingest, received_from_file
-from pacsd.storage import Storage
+from pacsd.services.ingest import Ingest, received_from_file
+from pacsd.storage.files import Storage
 
 
 @dataclass

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pacsd.errors import Refusal
-from pacsd.ingest import Ingest, received_from_file
+from pacsd.domain.errors import Refusal
+from pacsd.services.ingest import Ingest, received_from_file
 
 
 def files_under(paths: Iterable[Path]) -> Iterator[Path]:

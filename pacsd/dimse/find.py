@@ -9,13 +9,13 @@ from pydicom.dataset import Dataset
 
 from pacsd import log
 from pacsd.dimse import qr, statuses
-from pacsd.errors import InvalidQuery
+from pacsd.domain.errors import InvalidQuery
+from pacsd.domain.limits import Limits
 from pacsd.index import search
 from pacsd.index.attributes import UNIQUE_KEYS
-from pacsd.limits import Limits
-from pacsd.virtual.fetch import Proxy
-from pacsd.virtual.query import upstream_matches
-from pacsd.virtual.upstream import Cancelled
+from pacsd.upstream.fetch import Proxy
+from pacsd.upstream.query import upstream_matches
+from pacsd.upstream.session import Cancelled
 from pacsd.wire import command
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import LINK_ENDED, Link, Message

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pydicom.uid import UID
 
-from pacsd import log, retrieve
+from pacsd import log
 from pacsd.dimse import qr, statuses
 from pacsd.dimse.suboperations import SubOperations, Tally, finish, unfetched
-from pacsd.errors import InvalidQuery
+from pacsd.domain.errors import InvalidQuery
+from pacsd.domain.limits import Limits
 from pacsd.index.search import StoredInstance
-from pacsd.limits import Limits
-from pacsd.storage import Storage
-from pacsd.virtual.fetch import Proxy
+from pacsd.services import retrieve
+from pacsd.storage.files import Storage
+from pacsd.upstream.fetch import Proxy
 from pacsd.wire import command
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import Link, Message

@@ -5,15 +5,16 @@ from __future__ import annotations
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from pacsd import log, retrieve
+from pacsd import log
 from pacsd.config import Remote
 from pacsd.dimse import qr, statuses
 from pacsd.dimse.suboperations import SubOperations, Tally, finish, unfetched
-from pacsd.errors import InvalidQuery
+from pacsd.domain.errors import InvalidQuery
+from pacsd.domain.limits import Limits
 from pacsd.index.search import StoredInstance
-from pacsd.limits import Limits
-from pacsd.storage import Storage
-from pacsd.virtual.fetch import Proxy
+from pacsd.services import retrieve
+from pacsd.storage.files import Storage
+from pacsd.upstream.fetch import Proxy
 from pacsd.wire import command, requestor
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import Link, Message

@@ -21,12 +21,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from pacsd import log
 from pacsd.dimse import statuses
-from pacsd.errors import InvalidQuery
+from pacsd.domain.errors import InvalidQuery
+from pacsd.domain.inflate import InflateError, inflate
+from pacsd.domain.limits import BudgetExceeded, Limits
 from pacsd.index.attributes import Model
 from pacsd.index.search import QueryOverBudget, check_list_lengths
-from pacsd.inflate import InflateError, inflate
-from pacsd.limits import BudgetExceeded, Limits
-from pacsd.virtual.upstream import Cancelled, ClientGone
+from pacsd.upstream.session import Cancelled, ClientGone
 from pacsd.wire import command, dataset
 from pacsd.wire.acceptor import Session
 from pacsd.wire.command import Command

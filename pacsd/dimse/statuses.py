@@ -11,8 +11,8 @@ from collections.abc import Collection
 
 from pydicom.uid import UID
 
-from pacsd import errors
-from pacsd.ingest import Result
+from pacsd.domain import errors
+from pacsd.services.ingest import Result
 from pacsd.wire import command
 from pacsd.wire.link import Message
 

@@ -9,9 +9,9 @@ from pynetdicom import AllStoragePresentationContexts
 
 from pacsd import log
 from pacsd.dimse import statuses
-from pacsd.errors import OverBudget, Refusal
-from pacsd.ingest import Ingest, Received, received_from_message
-from pacsd.virtual.fetch import Proxy
+from pacsd.domain.errors import OverBudget, Refusal
+from pacsd.services.ingest import Ingest, Received, received_from_message
+from pacsd.upstream.fetch import Proxy
 from pacsd.wire import command
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import Link, Message

@@ -17,12 +17,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
-from pacsd import log, retrieve
+from pacsd import log
 from pacsd.dimse import qr, statuses
 from pacsd.index.search import StoredInstance
-from pacsd.ingest import dataset_offset
-from pacsd.storage import Storage
-from pacsd.virtual.fetch import Shortfall
+from pacsd.services import retrieve
+from pacsd.services.ingest import dataset_offset
+from pacsd.storage.files import Storage
+from pacsd.upstream.fetch import Shortfall
 from pacsd.wire import command, dataset, requestor
 from pacsd.wire.link import FILE_CHUNK, FileRegion, Link, Message, Payload
 

@@ -13,7 +13,7 @@ from peewee import DatabaseError, Model
 from playhouse.apsw_ext import APSWDatabase
 from playhouse.pool import PooledDatabase
 
-from pacsd.errors import StartupError
+from pacsd.domain.errors import StartupError
 from pacsd.index.models import MODELS, Fetch, WriteAhead, database
 
 # Bumped with each schema change; upgrades go in UPGRADES[from_version].

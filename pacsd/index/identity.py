@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pacsd.errors import IdentityConflict
-from pacsd.header import Header
+from pacsd.domain.errors import IdentityConflict
+from pacsd.domain.header import Header
 from pacsd.index.matching import fold_pn
 
 

@@ -22,7 +22,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from pacsd.errors import InvalidQuery
+from pacsd.domain.errors import InvalidQuery
 
 
 @dataclass(frozen=True)

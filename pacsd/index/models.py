@@ -144,7 +144,7 @@ class WriteAhead(BaseModel):
     A small object is committed with its bytes in this table, in the same
     transaction as its rows: one flush (the WAL's) makes both durable, where
     fsyncing the file and its directory first took two more. Its file is in
-    place (written, not fsynced) before that commit; :mod:`pacsd.syncer`
+    place (written, not fsynced) before that commit; :mod:`pacsd.storage.syncer`
     flushes such files in batches and then deletes their rows here, and
     start-up rewrites the file of every row still here.
     """

@@ -27,8 +27,9 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from pacsd import charset
-from pacsd.errors import InvalidQuery
+from pacsd.domain import charset
+from pacsd.domain.errors import InvalidQuery
+from pacsd.domain.limits import BudgetExceeded, Limits
 from pacsd.index import matching
 from pacsd.index.attributes import (
     ATTRIBUTES,
@@ -43,7 +44,6 @@ from pacsd.index.attributes import (
 from pacsd.index.db import reading
 from pacsd.index.matching import Condition
 from pacsd.index.models import database
-from pacsd.limits import BudgetExceeded, Limits
 
 DEFAULT_MAX_VALUES = Limits().max_query_values
 PAGE_ROWS = 256  # C-FIND matches read per short read of the index

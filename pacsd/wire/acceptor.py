@@ -34,8 +34,9 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
-from pacsd import log, uid
-from pacsd.limits import BudgetExceeded, Limits
+from pacsd import log
+from pacsd.domain import uid
+from pacsd.domain.limits import BudgetExceeded, Limits
 from pacsd.wire import command, pdu
 from pacsd.wire.link import Aborted, Link, Message, Released, SocketReader
 from pacsd.wire.pdu import Closed, PduError, ProtocolError

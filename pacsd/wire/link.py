@@ -5,7 +5,7 @@ requestor sending C-STOREs (retrieve sub-operations). Everything happens
 in the calling thread; there is no queue between the socket and the
 caller, so a response is on the wire as soon as it is written.
 
-Every cost a peer controls is bounded here (``pacsd.limits``): the size of
+Every cost a peer controls is bounded here (``pacsd.domain.limits``): the size of
 a PDU, of a command set, of a dataset, the fragments of a message, the
 time a PDU and the association may take. Sending never holds more than a
 batch of PDUs, whatever the peer's maximum PDU.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from pynetdicom.presentation import PresentationContext
 
-from pacsd.limits import BudgetExceeded, Limits, MiB
+from pacsd.domain.limits import BudgetExceeded, Limits, MiB
 from pacsd.wire import command, pdu
 from pacsd.wire.command import Command
 from pacsd.wire.pdu import PduError, ProtocolError

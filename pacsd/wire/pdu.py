@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
-from pacsd.limits import BudgetExceeded
+from pacsd.domain.limits import BudgetExceeded
 
 ASSOCIATE_RQ = 0x01
 ASSOCIATE_AC = 0x02

@@ -18,7 +18,7 @@ from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import PresentationContext
 
-from pacsd.limits import BudgetExceeded, Limits
+from pacsd.domain.limits import BudgetExceeded, Limits
 from pacsd.wire import command, pdu
 from pacsd.wire.acceptor import user_information
 from pacsd.wire.link import Link, Payload, SocketReader

@@ -15,7 +15,7 @@ import os
 import uuid
 from dataclasses import dataclass
 
-from pacsd.limits import BudgetExceeded
+from pacsd.domain.limits import BudgetExceeded
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,57 @@
+"""Why an object was refused, as domain exceptions.
+
+Each carries the comment a sender sees; :mod:`pacsd.dimse.statuses` maps
+each class to one DIMSE status, in one table.
+"""
+
+from __future__ import annotations
+
+
+class Refusal(Exception):
+    """An object that pacsd will not store; ``str()`` is the error comment."""
+
+
+class InvalidObject(Refusal):
+    """The dataset is malformed, truncated or lacks a required attribute."""
+
+
+class InvalidUID(Refusal):
+    """A required UID is missing or not a syntactically valid UID."""
+
+
+class RequestMismatch(Refusal):
+    """The dataset's SOP Class/Instance UID disagree with the C-STORE request."""
+
+
+class SOPClassMismatch(RequestMismatch):
+    """The dataset's SOP Class UID is not the one the request announced."""
+
+
+class IdentityConflict(Refusal):
+    """The object's identifiers disagree with links already in the index."""
+
+
+class StorageFailure(Refusal):
+    """The file or the index could not be written (disk full, I/O error)."""
+
+
+class InvalidQuery(Refusal):
+    """A C-FIND/C-MOVE/C-GET identifier pacsd cannot answer as asked."""
+
+
+class OverBudget(Refusal):
+    """The object exceeds a budget of :class:`pacsd.domain.limits.Limits`; ``budget`` names its key."""
+
+    def __init__(self, budget: str, message: str) -> None:
+        super().__init__(message)
+        self.budget = budget
+
+
+class StartupError(Exception):
+    """The data dir or the index cannot be used; ``str()`` is ``<path>: <problem>``,
+    the one line ``pacsd`` prints before exiting with status 2."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem

@@ -1,0 +1,352 @@
+"""Making studies local: fetch from an upstream, commit all or nothing.
+
+For each study a C-MOVE/C-GET asks for and that was not fetched whole
+before:
+
+1. under the study's lock (one fetch per study across workers; a second
+   client waits, then finds it done), and one of the upstream's fetch slots;
+2. ask the upstream what it holds (C-FIND SERIES, then IMAGE per series):
+   the expected SOP instances. If all of them are local already, done;
+3. open a staging directory named by a fresh Message ID and retrieve the
+   study into it (C-MOVE to our own AE title: arrivals carry that Move
+   Originator Message ID; or C-GET on the same association). Arrivals are
+   validated as ingest validates, written and fsynced, never indexed;
+4. only if the upstream finished with success and every expected object
+   (and nothing else) arrived: index them all in one savepoint, with a
+   'done' fetch record. Any other ending leaves no row and no staged file.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from pacsd import log
+from pacsd.config import Settings, Upstream
+from pacsd.dimse import statuses
+from pacsd.domain import uid
+from pacsd.domain.errors import Refusal
+from pacsd.index import fetches
+from pacsd.index.search import text_value
+from pacsd.services.ingest import Ingest, Received, received_from_message
+from pacsd.upstream.session import (
+    SYNTAXES,
+    Cancelled,
+    ClientGone,
+    Session,
+    UpstreamError,
+    Watch,
+    final_status,
+    outgoing,
+)
+from pacsd.upstream.staging import StagedFetch, Staging
+from pacsd.wire import command
+from pacsd.wire.link import Message
+
+_log = log.get("pacsd.virtual")
+
+FIND = str(StudyRootQueryRetrieveInformationModelFind)
+MOVE = str(StudyRootQueryRetrieveInformationModelMove)
+GET = str(StudyRootQueryRetrieveInformationModelGet)
+MAX_GET_CONTEXTS = 126  # and one for the C-GET itself; IDs are odd numbers up to 255
+
+
+class FetchFailed(Exception):
+    """The fetch ended without a whole, consistent study; says why."""
+
+    def __init__(self, reason: str, expected: int = 0, cancelled: bool = False) -> None:
+        super().__init__(reason)
+        self.expected = expected
+        self.cancelled = cancelled
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A requested study that could not be made local."""
+
+    study_uid: str
+    expected: int  # instances the upstream said it holds (0 if unknown)
+    reason: str
+    cancelled: bool = False
+
+
+class Proxy:
+    def __init__(self, settings: Settings, ingest: Ingest, staging: Staging) -> None:
+        assert settings.virtual is not None
+        self.ae_title = settings.server.ae_title
+        self.upstreams = settings.virtual.upstreams
+        self.ingest = ingest
+        self.staging = staging
+        self.limits = settings.limits
+        self.spool_dir = str(staging.storage.tmp)
+        self._upstream_aes = {u.remote.ae_title for u in self.upstreams}
+
+    # -- arrivals ----------------------------------------------------------
+
+    def fetch_arrival(self, originator_ae: str, originator_id: int, calling_ae: str) -> int | None:
+        """The Message ID of the fetch a C-STORE belongs to: sent by an
+        upstream on behalf of our own C-MOVE. None: an ordinary store."""
+        if originator_ae == self.ae_title and calling_ae in self._upstream_aes and originator_id:
+            return originator_id
+        return None
+
+    def stage_arrival(self, message_id: int, received: Received, where: dict[str, Any]) -> tuple[int, str]:
+        """Keep an arrival of fetch *message_id* in staging (C-MOVE arrivals
+        on any association, C-GET ones on the fetch's); the (status, error
+        comment) to answer the upstream with."""
+        try:
+            self.staging.stage(message_id, received.source_ae, received)
+        except Refusal as refusal:
+            code = statuses.store_refusal_code(refusal)
+            _log.warning("stage_refused", sop_instance_uid=received.sop_instance_uid, status=f"0x{code:04X}",
+                         reason=str(refusal), fetch=message_id, **where)  # fmt: skip
+            return code, str(refusal)
+        except Exception as exc:  # a bug: answer, log; the fetch then misses this object and fails
+            _log.exception("stage_failed", sop_instance_uid=received.sop_instance_uid, fetch=message_id, **where)
+            return statuses.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
+        return statuses.SUCCESS, ""
+
+    # -- retrieves ---------------------------------------------------------
+
+    def make_local(self, query: Dataset, watch: Watch, where: dict[str, Any]) -> list[Shortfall]:
+        """Fetch what *query* (a C-MOVE/C-GET identifier) asks for and is
+        not local. Returns what could not be made local; raises what our
+        client's link raised if it went away."""
+        studies, shortfalls = self._studies(query, watch, where)
+        for study_uid in studies:
+            if fetches.fetched_whole(study_uid):
+                continue
+            shortfall = self._make_study_local(study_uid, watch, where)
+            if shortfall is not None:
+                shortfalls.append(shortfall)
+                if shortfall.cancelled:
+                    break
+        return shortfalls
+
+    def _studies(self, query: Dataset, watch: Watch, where: dict[str, Any]) -> tuple[list[str], list[Shortfall]]:
+        """The studies *query* names, or (patient level) the upstreams hold
+        for its patient."""
+        named = [u.strip() for u in text_value(query.get("StudyInstanceUID")).split("\\") if u.strip()]
+        if named and not any(c in u for u in named for c in "*?"):
+            return [u for u in named if uid.is_valid(u)], []  # a malformed UID matches nothing anywhere
+        patient_id = text_value(query.get("PatientID")).strip()
+        if not patient_id:
+            return [], []
+        keys = Dataset()
+        keys.QueryRetrieveLevel = "STUDY"
+        keys.PatientID = patient_id
+        if "IssuerOfPatientID" in query:
+            keys.IssuerOfPatientID = query.IssuerOfPatientID
+        keys.StudyInstanceUID = ""
+        studies: list[str] = []
+        shortfalls = []
+        for upstream in self.upstreams:
+            try:
+                for ds in self.find(upstream, keys, watch, time.monotonic() + upstream.fetch_timeout):
+                    study_uid = text_value(ds.get("StudyInstanceUID")).strip()
+                    if uid.is_valid(study_uid) and study_uid not in studies:
+                        studies.append(study_uid)
+            except UpstreamError as exc:
+                _log.warning("upstream_find_failed", upstream=upstream.remote.name, reason=str(exc), **where)
+                shortfalls.append(Shortfall("", 0, f"cannot ask {upstream.remote.name} for the studies: {exc}"))
+        return studies, shortfalls
+
+    def _make_study_local(self, study_uid: str, watch: Watch, where: dict[str, Any]) -> Shortfall | None:
+        problems = []
+        longest = max(u.fetch_timeout for u in self.upstreams)
+        try:
+            with self.staging.study_lock(study_uid, watch, longest):
+                if fetches.fetched_whole(study_uid):  # another client's fetch, which we waited for
+                    return None
+                for upstream in self.upstreams:
+                    name = upstream.remote.name
+                    with self.staging.slot(name, upstream.max_fetches, watch, upstream.fetch_timeout):
+                        try:
+                            expected = self._fetch(upstream, study_uid, watch, where)
+                        except UpstreamError as exc:
+                            problems.append(str(exc))
+                            continue
+                        except FetchFailed as exc:
+                            return Shortfall(study_uid, exc.expected, str(exc), exc.cancelled)
+                    if expected:
+                        return None
+        except Cancelled:  # while waiting for a lock, or asking what the upstream holds
+            return Shortfall(study_uid, 0, "cancelled by the client before the fetch began", True)
+        if problems:
+            return Shortfall(study_uid, 0, "; ".join(problems))
+        return None  # no upstream holds it: what is local is all there is
+
+    def _fetch(self, upstream: Upstream, study_uid: str, watch: Watch, where: dict[str, Any]) -> int:
+        """Fetch one study whole from *upstream*; the number of instances it
+        holds (0: none, nothing to do). Raises UpstreamError before anything
+        was retrieved, FetchFailed or Cancelled after."""
+        start = time.monotonic()
+        deadline = start + upstream.fetch_timeout
+        name = upstream.remote.name
+        expected = self._survey(upstream, study_uid, watch, deadline)
+        if not expected:
+            return 0
+        if set(expected) <= fetches.stored_sops(study_uid):
+            return len(expected)
+        fields = {"upstream": name, "study_uid": study_uid, "expected": len(expected), **where}
+        _log.info("fetch_started", method=upstream.retrieve, **fields)
+        staged = self.staging.open(upstream.remote.ae_title, study_uid, len(expected))
+        received = 0
+        try:
+            try:
+                self._retrieve(upstream, study_uid, staged, expected, watch, deadline)
+            except UpstreamError as exc:  # the retrieve had begun: a failed fetch, not an unreachable upstream
+                raise FetchFailed(str(exc)) from None
+            received = len(staged.objects())
+            self._commit(upstream, study_uid, staged, expected, received, start)
+        except Cancelled:
+            reason = f"cancelled by the client after {len(staged.objects())} of {len(expected)} arrived"
+            self._failed(upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
+            raise FetchFailed(reason, len(expected), cancelled=True) from None
+        except (FetchFailed, Refusal) as exc:
+            reason = str(exc) if isinstance(exc, FetchFailed) else f"{name}: the fetched study was refused: {exc}"
+            self._failed(upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
+            raise FetchFailed(reason, len(expected)) from None
+        except ClientGone:
+            self._failed(
+                upstream, study_uid, len(expected), len(staged.objects()), start, "our client went away", fields
+            )
+            raise
+        finally:
+            self.staging.discard(staged)
+        _log.info(
+            "fetch_done",
+            outcome="done",
+            received=len(expected),
+            ms=round((time.monotonic() - start) * 1000, 1),
+            **fields,
+        )
+        return len(expected)
+
+    def _survey(self, upstream: Upstream, study_uid: str, watch: Watch, deadline: float) -> dict[str, str]:
+        """SOP Instance UID -> SOP Class UID of every instance *upstream*
+        holds in the study."""
+        series_keys = Dataset()
+        series_keys.QueryRetrieveLevel = "SERIES"
+        series_keys.StudyInstanceUID = study_uid
+        series_keys.SeriesInstanceUID = ""
+        expected: dict[str, str] = {}
+        with Session.open(upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline, self.limits) as session:
+            series = [text_value(ds.get("SeriesInstanceUID")).strip() for ds in _find(session, series_keys, watch)]
+            for series_uid in filter(None, series):
+                keys = Dataset()
+                keys.QueryRetrieveLevel = "IMAGE"
+                keys.StudyInstanceUID = study_uid
+                keys.SeriesInstanceUID = series_uid
+                keys.SOPInstanceUID = ""
+                keys.SOPClassUID = ""
+                for ds in _find(session, keys, watch):
+                    sop = text_value(ds.get("SOPInstanceUID")).strip()
+                    if sop:
+                        expected[sop] = text_value(ds.get("SOPClassUID")).strip()
+        return expected
+
+    def _retrieve(
+        self, upstream: Upstream, study_uid: str, staged: StagedFetch, expected: dict[str, str], watch: Watch,
+        deadline: float,
+    ) -> None:  # fmt: skip
+        keys = Dataset()
+        keys.QueryRetrieveLevel = "STUDY"
+        keys.StudyInstanceUID = study_uid
+        name = upstream.remote.name
+        if upstream.retrieve == "move":
+            contexts = [build_context(MOVE, SYNTAXES)]
+        else:
+            contexts = [build_context(GET, SYNTAXES)]
+            for sop_class in sorted(set(expected.values()))[:MAX_GET_CONTEXTS]:
+                cx = build_context(sop_class, SYNTAXES)
+                cx.scp_role = True
+                contexts.append(cx)
+        with Session.open(upstream, self.ae_title, contexts, deadline, self.limits, self.spool_dir) as session:
+            if upstream.retrieve == "move":
+                abstract, field = MOVE, command.C_MOVE_RQ
+                extra = [(command.MOVE_DESTINATION, "AE", self.ae_title)]
+            else:
+                abstract, field, extra = GET, command.C_GET_RQ, []
+            message_id = session.request(abstract, field, keys, staged.message_id, extra)
+            final: Message | None = None
+            for message in session.responses(message_id, watch):
+                if message.command.field == command.C_STORE_RQ:
+                    received = received_from_message(message, upstream.remote.ae_title)
+                    try:
+                        answer = self.stage_arrival(staged.message_id, received, {"upstream": name})
+                    finally:
+                        message.discard()  # staged (copied) by now, or refused
+                    session.answer_store(message, *answer)
+                else:
+                    final = message
+        assert final is not None
+        status, comment = final_status(final)
+        counts = {k: final.command.us(e) for k, e in (("completed", command.COMPLETED), ("failed", command.FAILED),
+                                                      ("warning", command.WARNING))}  # fmt: skip
+        if status != statuses.SUCCESS:
+            detail = f": {comment}" if comment else ""
+            raise FetchFailed(
+                f"{name} ended the C-{upstream.retrieve.upper()} with 0x{status:04X} (completed {counts['completed']}, "
+                f"failed {counts['failed']}, warning {counts['warning']}){detail}"
+            )
+
+    def _commit(
+        self, upstream: Upstream, study_uid: str, staged: StagedFetch, expected: dict[str, str], received: int,
+        start: float,
+    ) -> None:  # fmt: skip
+        name = upstream.remote.name
+        files = staged.objects()
+        arrived = {path.stem for path in files}
+        missing = sorted(set(expected) - arrived)
+        if missing:
+            raise FetchFailed(
+                f"{name} reported success but sent {len(expected) - len(missing)} of {len(expected)} objects "
+                f"(missing {missing[0]}{' and more' if len(missing) > 1 else ''})"
+            )
+        unexpected = sorted(arrived - set(expected))
+        if unexpected:
+            raise FetchFailed(f"{name} sent {len(unexpected)} object(s) it had not announced, e.g. {unexpected[0]}")
+
+        def record(conn: Any) -> None:
+            fetches.record(conn, study_uid, name, True, len(expected), received, time.monotonic() - start, "")
+
+        self.ingest.store_all(files, study_uid, record)
+
+    def _failed(
+        self, upstream: Upstream, study_uid: str, expected: int, received: int, start: float, reason: str,
+        fields: dict[str, Any],
+    ) -> None:  # fmt: skip
+        seconds = time.monotonic() - start
+        _log.warning("fetch_failed", outcome="failed", received=received, reason=reason, ms=round(seconds * 1000, 1),
+                     **fields)  # fmt: skip
+
+        def record(conn: Any) -> None:
+            fetches.record(conn, study_uid, upstream.remote.name, False, expected, received, seconds, reason)
+
+        try:
+            self.ingest.writer.run(record, lambda _: None)
+        except Exception:
+            _log.exception("fetch_record_failed", **fields)
+
+    # -- queries -------------------------------------------------------------
+
+    def find(self, upstream: Upstream, keys: Dataset, watch: Watch, deadline: float) -> list[Dataset]:
+        """C-FIND (Study Root) on *upstream*, through its query filter."""
+        with Session.open(upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline, self.limits) as session:
+            return list(_find(session, keys, watch))
+
+
+def _find(session: Session, keys: Dataset, watch: Watch) -> list[Dataset]:
+    """One Study Root C-FIND on an open session, through the query filter."""
+    query = outgoing(session.upstream, keys)
+    return [] if query is None else list(session.find(FIND, query, watch))

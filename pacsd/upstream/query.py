@@ -1,0 +1,54 @@
+"""C-FIND through the proxy: what the upstreams hold, for merging.
+
+Nothing here writes: an upstream's answer is passed on to the client and
+forgotten (DESIGN.md failure 2: ghost rows from queries).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+
+from pacsd import log
+from pacsd.index.attributes import Model
+from pacsd.upstream.fetch import Proxy
+from pacsd.upstream.session import SYNTAXES, Session, UpstreamError, Watch, outgoing
+
+_log = log.get("pacsd.virtual")
+
+FIND = {
+    Model.PATIENT_ROOT: str(PatientRootQueryRetrieveInformationModelFind),
+    Model.STUDY_ROOT: str(StudyRootQueryRetrieveInformationModelFind),
+}
+
+
+def upstream_matches(
+    proxy: Proxy, query: Dataset, model: Model, watch: Watch, problems: list[str], where: dict[str, Any]
+) -> Iterator[Dataset]:
+    """Every upstream's responses to *query*, through its query filter,
+    with RetrieveAETitle made ours (clients retrieve through pacsd). An
+    upstream that fails adds to *problems* and is skipped."""
+    for upstream in proxy.upstreams:
+        name = upstream.remote.name
+        keys = outgoing(upstream, query)
+        if keys is None:
+            continue  # the filter keeps this query from this upstream
+        deadline = time.monotonic() + upstream.fetch_timeout
+        abstract = FIND[model]
+        try:
+            contexts = [build_context(abstract, SYNTAXES)]
+            with Session.open(upstream, proxy.ae_title, contexts, deadline, proxy.limits) as session:
+                for response in session.find(abstract, keys, watch):
+                    response.RetrieveAETitle = proxy.ae_title
+                    yield response
+        except UpstreamError as exc:
+            _log.warning("upstream_find_failed", upstream=name, reason=str(exc), **where)
+            problems.append(str(exc))

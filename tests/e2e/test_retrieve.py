@@ -1,0 +1,224 @@
+"""C-MOVE to a real storescp and C-GET with getscu, against a running pacsd."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, build_role, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from pacsd.testing import synth
+from tests.e2e.conftest import SCU, Server, StoreSCP, free_port, shipped
+
+BIG = 120
+
+
+@dataclass
+class Setup:
+    server: Server
+    dest: StoreSCP
+    s1: list[Dataset]  # three CT images
+    s2: list[Dataset]  # two CT images and one JPEG 2000 image
+    big: list[Dataset]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    work = tmp_path_factory.mktemp("retrieve")
+    dest = StoreSCP(work)
+    gone = f'[remotes.GONE]\nhost = "127.0.0.1"\nport = {free_port()}\n'
+    server = Server(work, extra_toml=dest.toml() + gone)
+    try:
+        server.start()
+        s1 = synth.series(3, patient_id="MOVE1", patient_name="Move^One")
+        s2 = synth.series(2, patient_id="MOVE2", patient_name="Move^Two")
+        j2k = pydicom.dcmread(shipped("JPEG2000.dcm"))
+        j2k.PatientID, j2k.PatientName = "MOVE2", "Move^Two"
+        j2k.StudyInstanceUID, j2k.SeriesInstanceUID = s2[0].StudyInstanceUID, synth.new_uid()
+        big = synth.series(BIG, patient_id="MOVE3", pixel_bytes=64)
+        statuses = SCU(server).store(*s1, *s2, j2k, *big)
+        assert all(s.Status == 0 for s in statuses)
+        yield Setup(server, dest, s1, [*s2, j2k], big)
+    finally:  # also when setting up failed
+        server.stop()
+        dest.stop()
+
+
+@pytest.fixture
+def dest(setup: Setup) -> StoreSCP:
+    for path in setup.dest.out.iterdir():
+        path.unlink()
+    return setup.dest
+
+
+def sops(datasets: list[Dataset]) -> set[str]:
+    return {ds.SOPInstanceUID for ds in datasets}
+
+
+def test_move_study_to_storescp(setup: Setup, dest: StoreSCP) -> None:
+    study = setup.s1[0].StudyInstanceUID
+    result = setup.server.retrieve(
+        "movescu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}", extra=("-v", "-aem", "DEST")
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Received Final Move Response (Success)" in result.stderr
+    assert sops(dest.received()) == sops(setup.s1)
+    # Sub-operations name who asked for them (PS3.7 C-STORE Move Originator).
+    log = dest.log()
+    assert "Move Originator AE Title      : RETRIEVER" in log
+    assert [e["instances"] for e in setup.server.events("move_started")][-1] == 3
+
+
+def test_moved_objects_keep_their_bytes(setup: Setup, dest: StoreSCP) -> None:
+    image = setup.s1[1]
+    setup.server.retrieve(
+        "movescu", "-S", "QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={image.StudyInstanceUID}",
+        f"SeriesInstanceUID={image.SeriesInstanceUID}", f"SOPInstanceUID={image.SOPInstanceUID}",
+        extra=("-aem", "DEST"),
+    )  # fmt: skip
+    [received] = dest.received()
+    assert received.SOPInstanceUID == image.SOPInstanceUID
+    assert received.PixelData == image.PixelData
+    assert received.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+
+
+def test_move_patient_level_patient_root(setup: Setup, dest: StoreSCP) -> None:
+    result = setup.server.retrieve(
+        "movescu", "-P", "QueryRetrieveLevel=PATIENT", "PatientID=MOVE1", extra=("-aem", "DEST")
+    )
+    assert result.returncode == 0
+    assert sops(dest.received()) == sops(setup.s1)
+
+
+def test_move_series_level(setup: Setup, dest: StoreSCP) -> None:
+    ct = setup.s2[0]
+    setup.server.retrieve(
+        "movescu", "-S", "QueryRetrieveLevel=SERIES", f"StudyInstanceUID={ct.StudyInstanceUID}",
+        f"SeriesInstanceUID={ct.SeriesInstanceUID}", extra=("-aem", "DEST"),
+    )  # fmt: skip
+    assert sops(dest.received()) == sops(setup.s2[:2])
+
+
+def test_unknown_destination_is_a801_and_nothing_is_sent(setup: Setup, dest: StoreSCP) -> None:
+    study = setup.s1[0].StudyInstanceUID
+    result = setup.server.retrieve(
+        "movescu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}", extra=("-v", "-aem", "NOSUCHAE")
+    )
+    assert "Received Final Move Response (Refused: MoveDestinationUnknown)" in result.stderr
+    assert dest.received() == []
+    assert setup.server.events("move_destination_unknown")[-1]["destination"] == "NOSUCHAE"
+
+
+def _move(setup: Setup, destination: str, keys: Dataset) -> list[tuple[Dataset, Dataset | None]]:
+    ae = AE(ae_title="PYMOVE")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = ae.associate("127.0.0.1", setup.server.port, ae_title="PACSD")
+    try:
+        return list(assoc.send_c_move(keys, destination, StudyRootQueryRetrieveInformationModelMove))
+    finally:
+        assoc.release()
+
+
+def test_destination_refusing_some_objects_gives_warning_and_failed_list(setup: Setup, dest: StoreSCP) -> None:
+    # storescp takes only uncompressed syntaxes; the JPEG 2000 image cannot go.
+    keys = Dataset()
+    keys.QueryRetrieveLevel = "STUDY"
+    keys.StudyInstanceUID = setup.s2[0].StudyInstanceUID
+    responses = _move(setup, "DEST", keys)
+    final, identifier = responses[-1]
+    assert final.Status == 0xB000
+    assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (2, 1)
+    assert identifier is not None and identifier.FailedSOPInstanceUIDList == setup.s2[2].SOPInstanceUID
+    assert sops(dest.received()) == sops(setup.s2[:2])
+    assert setup.server.events("retrieve_transfer_syntax")
+
+
+def test_unreachable_destination(setup: Setup, dest: StoreSCP) -> None:
+    keys = Dataset()
+    keys.QueryRetrieveLevel = "STUDY"
+    keys.StudyInstanceUID = setup.s1[0].StudyInstanceUID
+    final, _ = _move(setup, "GONE", keys)[-1]
+    assert final.Status == 0xA801
+    setup.server.echoscu()
+
+
+def test_move_identifier_without_the_level_key_fails_with_comment(setup: Setup, dest: StoreSCP) -> None:
+    keys = Dataset()
+    keys.QueryRetrieveLevel = "SERIES"
+    keys.StudyInstanceUID = setup.s1[0].StudyInstanceUID
+    final, _ = _move(setup, "DEST", keys)[-1]
+    assert final.Status == 0xA900
+    assert "SeriesInstanceUID is required" in final.ErrorComment
+    assert dest.received() == []
+
+
+def test_cancel_mid_move(setup: Setup, dest: StoreSCP) -> None:
+    study = setup.big[0].StudyInstanceUID
+    result = setup.server.retrieve(
+        "movescu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}",
+        extra=("-v", "-aem", "DEST", "--cancel", "3"),
+    )  # fmt: skip
+    assert "Received Final Move Response (Cancel" in result.stderr, result.stderr[-2000:]
+    assert 3 <= len(dest.received()) < BIG
+    assert setup.server.events("retrieve_cancelled")
+
+
+def test_get_study_with_getscu(setup: Setup, tmp_path: Path) -> None:
+    study = setup.s1[0].StudyInstanceUID
+    result = setup.server.retrieve(
+        "getscu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}", extra=("-v",), out=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Received Final Get Response (Success)" in result.stderr or "Success" in result.stderr
+    received = [pydicom.dcmread(p) for p in tmp_path.iterdir()]
+    assert sops(received) == sops(setup.s1)
+
+
+def test_get_patient_root_and_refused_syntax(setup: Setup, tmp_path: Path) -> None:
+    # getscu proposes uncompressed storage only: the JPEG 2000 image fails.
+    result = setup.server.retrieve(
+        "getscu", "-P", "QueryRetrieveLevel=PATIENT", "PatientID=MOVE2", extra=("-v",), out=tmp_path
+    )
+    received = [pydicom.dcmread(p) for p in tmp_path.iterdir()]
+    assert sops(received) == sops(setup.s2[:2])
+    assert "Warning" in result.stderr
+
+
+def test_cancel_mid_get(setup: Setup) -> None:
+    # getscu has no --cancel: pynetdicom sends the C-CANCEL after 3 stores.
+    received: list[str] = []
+
+    def on_store(event: evt.Event) -> int:
+        received.append(event.request.AffectedSOPInstanceUID)
+        return 0x0000
+
+    ae = AE(ae_title="PYGET")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage)
+    role = build_role(CTImageStorage, scp_role=True)
+    assoc = ae.associate(
+        "127.0.0.1", setup.server.port, ae_title="PACSD", ext_neg=[role], evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    keys = Dataset()
+    keys.QueryRetrieveLevel = "STUDY"
+    keys.StudyInstanceUID = setup.big[0].StudyInstanceUID
+    statuses = []
+    try:
+        for status, _ in assoc.send_c_get(keys, StudyRootQueryRetrieveInformationModelGet, msg_id=7):
+            statuses.append(status.Status)
+            if len(statuses) == 3:
+                assoc.send_c_cancel(7, query_model=StudyRootQueryRetrieveInformationModelGet)
+    finally:
+        assoc.release()
+    assert statuses[-1] == 0xFE00
+    assert 3 <= len(received) < BIG
+    assert setup.server.events("retrieve_cancelled")

@@ -1,0 +1,126 @@
+"""Small objects are committed with a write-ahead copy of their bytes and
+flushed to their files in batches: the copies drain while serving and on a
+clean stop, start-up rewrites whatever a crash may have lost, and large or
+refused objects leave no copy."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import apsw
+import pydicom
+import pytest
+
+from pacsd.admin import fsck
+from pacsd.archive import Archive, prepare
+from pacsd.config import Settings, load
+from pacsd.domain.errors import IdentityConflict
+from pacsd.index.models import WriteAhead
+from pacsd.services.ingest import WRITE_AHEAD_MAX, received_from_file
+from pacsd.storage.files import Storage
+from pacsd.testing import synth
+from tests.e2e.conftest import Server
+
+
+def copies(data_dir: Path) -> int:
+    db = apsw.Connection(str(data_dir / "index.sqlite"), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        (count,) = db.execute("SELECT count(*) FROM write_ahead").fetchone()
+        return int(count)
+    finally:
+        db.close()
+
+
+def settings(tmp_path: Path) -> Settings:
+    config = tmp_path / "pacsd.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path / "data"}"\n')
+    return load(config)
+
+
+@pytest.fixture
+def unsynced(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """An archive whose index writer runs but whose syncer never flushes:
+    the state a crash right after the acknowledgements leaves."""
+    s = settings(tmp_path)
+    prepare(s)
+    archive = Archive(s)
+    archive.writer.start()
+    yield s, archive.ingest
+    archive.writer.stop()
+    archive.db.close()
+
+
+def test_copies_drain_while_serving_and_files_are_exact(tmp_path: Path) -> None:
+    sent = [synth.write(ds, tmp_path / f"{n}.dcm") for n, ds in enumerate(synth.series(30, patient_id="WA"))]
+    server = Server(tmp_path).start()
+    try:
+        server.storescu(*sent)
+        deadline = time.monotonic() + 10
+        while copies(server.data_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert copies(server.data_dir) == 0, "the syncer did not flush the stored files"
+        server.storescu(*sent[:5])  # identical re-sends add no copy
+        assert copies(server.data_dir) == 0
+    finally:
+        server.stop()
+    stored = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p).PixelData for p in server.files()}
+    assert stored == {ds.SOPInstanceUID: ds.PixelData for ds in map(pydicom.dcmread, sent)}
+
+
+def test_clean_stop_flushes_everything(tmp_path: Path) -> None:
+    sent = [synth.write(ds, tmp_path / f"{n}.dcm") for n, ds in enumerate(synth.series(20, patient_id="STOP"))]
+    server = Server(tmp_path).start()
+    try:
+        server.storescu(*sent)
+    finally:
+        server.stop()  # at once: the last batch is flushed on the way out
+    assert copies(server.data_dir) == 0
+    assert len(server.files()) == len(sent)
+    assert not [p for p in (server.data_dir / "tmp").rglob("*") if p.is_file()]  # spare files too are removed
+
+
+def test_start_up_rewrites_files_lost_before_their_flush(tmp_path: Path, unsynced) -> None:  # type: ignore[no-untyped-def]
+    s, ingest = unsynced
+    pair = synth.series(2, patient_id="LOST")
+    alone = synth.ct(patient_id="LOST")
+    for n, ds in enumerate([*pair, alone]):
+        ingest.store(received_from_file(synth.write(ds, tmp_path / f"{n}.dcm")))
+    data_dir = s.server.data_dir
+    assert copies(data_dir) == 3
+    files = data_dir / "files"
+    written = {p: p.read_bytes() for p in files.rglob("*.dcm")}
+    # What a power loss can leave of files never flushed: an empty file, a
+    # torn one, and a new study directory that never reached the disk.
+    empty, torn = sorted(files.glob(f"{pair[0].StudyInstanceUID}/*/*.dcm"))
+    empty.write_bytes(b"")
+    torn.write_bytes(written[torn][:100])
+    shutil.rmtree(files / alone.StudyInstanceUID)
+    report = fsck.check(Storage(data_dir))
+    assert len(report.restorable) == 3 and not report.missing_files and not report.clean
+    prepare(s)  # what `pacsd serve` runs first
+    assert copies(data_dir) == 0
+    assert {p: p.read_bytes() for p in files.rglob("*.dcm")} == written
+    assert fsck.check(Storage(data_dir)).clean
+
+
+def test_large_objects_are_fsynced_not_copied(tmp_path: Path, unsynced) -> None:  # type: ignore[no-untyped-def]
+    s, ingest = unsynced
+    big = synth.write(synth.ct(patient_id="BIG", pixel_bytes=WRITE_AHEAD_MAX + 1024), tmp_path / "big.dcm")
+    small = synth.write(synth.ct(patient_id="SMALL"), tmp_path / "small.dcm")
+    ingest.store(received_from_file(big))
+    assert copies(s.server.data_dir) == 0
+    ingest.store(received_from_file(small))
+    assert copies(s.server.data_dir) == 1
+
+
+def test_a_refused_object_leaves_no_copy(tmp_path: Path, unsynced) -> None:  # type: ignore[no-untyped-def]
+    s, ingest = unsynced
+    first = synth.ct(patient_id="OWNER")
+    ingest.store(received_from_file(synth.write(first, tmp_path / "a.dcm")))
+    other = synth.ct(patient_id="INTRUDER", study_uid=first.StudyInstanceUID)
+    with pytest.raises(IdentityConflict):
+        ingest.store(received_from_file(synth.write(other, tmp_path / "b.dcm")))
+    assert copies(s.server.data_dir) == 1
+    assert WriteAhead.select().count() == 1
