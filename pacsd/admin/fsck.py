@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pacsd.domain.errors import Refusal
+from pacsd.domain.received import received_from_file
 from pacsd.index import writeahead
 from pacsd.index.models import Instance
-from pacsd.services.ingest import Ingest, received_from_file
+from pacsd.services.ingest import Ingest
 from pacsd.storage.files import Storage
 
 

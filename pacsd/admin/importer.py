@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pacsd.domain.errors import Refusal
-from pacsd.services.ingest import Ingest, received_from_file
+from pacsd.domain.received import received_from_file
+from pacsd.services.ingest import Ingest
 
 
 def files_under(paths: Iterable[Path]) -> Iterator[Path]:

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from pydicom.uid import UID
 
 from pacsd.domain import errors
-from pacsd.services.ingest import Result
+from pacsd.domain.outcomes import Result
 from pacsd.wire import command
 from pacsd.wire.link import Message
 

@@ -10,9 +10,10 @@ from pynetdicom import AllStoragePresentationContexts
 from pacsd import log
 from pacsd.dimse import statuses
 from pacsd.domain.errors import OverBudget, Refusal
-from pacsd.services.ingest import Ingest, Received, received_from_message
+from pacsd.domain.received import Received
+from pacsd.services.ingest import Ingest
 from pacsd.upstream.fetch import Proxy
-from pacsd.wire import command
+from pacsd.wire import command, dataset
 from pacsd.wire.acceptor import Session
 from pacsd.wire.link import Link, Message
 
@@ -74,7 +75,7 @@ def serve_store(link: Link, message: Message, session: Session, ingest: Ingest, 
 
 def _store_or_stage(message: Message, session: Session, ingest: Ingest, proxy: Proxy | None) -> tuple[int, str]:
     request = message.command
-    received = received_from_message(message, session.calling_ae)
+    received = dataset.received(message, session.calling_ae)
     originator = (request.text(command.MOVE_ORIGINATOR_AE), request.us(command.MOVE_ORIGINATOR_ID))
     fetch = proxy.fetch_arrival(*originator, session.calling_ae) if proxy is not None else None
     if proxy is not None and fetch is not None:  # an upstream answering our C-MOVE: staged, not indexed

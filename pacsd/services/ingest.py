@@ -21,31 +21,23 @@ Instance UID keeps the stored one and is answered with a warning.
 
 from __future__ import annotations
 
-import mmap
-import os
-import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import Enum
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from pydicom.filereader import read_file_meta_info
-
-from pacsd.domain import uid
-from pacsd.domain.errors import Refusal, RequestMismatch, SOPClassMismatch, StorageFailure
-from pacsd.domain.header import Header, read_header
+from pacsd.domain.errors import Refusal, RequestMismatch, StorageFailure
+from pacsd.domain.header import Header
 from pacsd.domain.limits import Limits
+from pacsd.domain.outcomes import Outcome, Result
+from pacsd.domain.part10 import dataset_extent, file_meta, file_parts
+from pacsd.domain.received import Received, Spooled, received_from_file, validate
 from pacsd.index import identity, writeahead
 from pacsd.index.identity import Linked, Placement
 from pacsd.index.writer import IndexWriter
 from pacsd.storage.files import Storage, fsync_dir
 from pacsd.storage.syncer import Syncer
-from pacsd.wire import command
-from pacsd.wire.link import Message
-from pacsd.wire.spool import Spooled
 
 # Objects up to this size (file bytes) travel in the commit as a write-ahead
 # copy: one flush per group of objects instead of three (file, directory,
@@ -55,69 +47,6 @@ from pacsd.wire.spool import Spooled
 # 1.07x over one association and 0.92x over four, 200 KB 0.86x, 512 KB 0.6x).
 WRITE_AHEAD_MAX = 128 * 1024
 COMPARE_CHUNK = 1 << 20  # bytes of a stored duplicate read at a time
-
-
-@dataclass(frozen=True)
-class Received:
-    """An encoded dataset as it came off the wire, with its request."""
-
-    dataset: bytes | Spooled  # no file meta, in transfer_syntax; a large one in a file
-    transfer_syntax: str
-    sop_class_uid: str  # from the C-STORE request (Affected SOP Class UID)
-    sop_instance_uid: str  # Affected SOP Instance UID
-    source_ae: str
-
-
-class Result(Enum):
-    STORED = "stored"
-    ALREADY_STORED = "already_stored"  # identical re-send: nothing changed
-    DUPLICATE_KEPT = "duplicate_kept"  # different content: stored copy kept
-
-
-@dataclass(frozen=True)
-class Outcome:
-    result: Result
-    header: Header
-    comment: str = ""
-
-
-def _element(elem: int, vr: bytes, value: bytes) -> bytes:
-    """One group 0002 element, explicit VR little endian, short form."""
-    if len(value) % 2:
-        value += b"\0" if vr == b"UI" else b" "
-    return struct.pack("<HH2sH", 0x0002, elem, vr, len(value)) + value
-
-
-def file_meta(received: Received) -> bytes:
-    """Preamble, 'DICM' and the File Meta Information for *received*.
-
-    Encoded by hand: it is the same seven elements for every object, and
-    building it through pydicom cost 0.4 ms of a store.
-    """
-    body = b"".join(
-        [
-            struct.pack("<HH2s2xI", 0x0002, 0x0001, b"OB", 2) + b"\0\1",  # File Meta Information Version
-            _element(0x0002, b"UI", received.sop_class_uid.encode()),
-            _element(0x0003, b"UI", received.sop_instance_uid.encode()),
-            _element(0x0010, b"UI", received.transfer_syntax.encode()),
-            _element(0x0012, b"UI", uid.IMPLEMENTATION_CLASS_UID.encode()),
-            _element(0x0013, b"SH", uid.IMPLEMENTATION_VERSION_NAME.encode()),
-            _element(0x0016, b"AE", received.source_ae.encode("ascii", "replace")) if received.source_ae else b"",
-        ]
-    )
-    group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body))
-    return b"\0" * 128 + b"DICM" + group_length + body
-
-
-@contextmanager
-def dataset_view(dataset: bytes | Spooled) -> Iterator[bytes | mmap.mmap]:
-    """The dataset's bytes to read from: a spooled one mapped, not read
-    (the header walk touches element headers only, not pixel data)."""
-    if not isinstance(dataset, Spooled):
-        yield dataset
-        return
-    with open(dataset.path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        yield view
 
 
 @contextmanager
@@ -130,34 +59,6 @@ def _chunks(dataset: bytes | Spooled) -> Iterator[Iterator[bytes | memoryview]]:
         return
     with open(dataset.path, "rb") as file:
         yield iter(lambda: file.read(COMPARE_CHUNK), b"")
-
-
-def file_parts(meta: bytes, dataset: bytes | Spooled) -> tuple[list[bytes], str | None]:
-    """What :meth:`Storage.write_temp` writes for a Part 10 file: the
-    chunks, and the spool file to append (its bytes never pass through memory)."""
-    if isinstance(dataset, Spooled):
-        return [meta], dataset.path
-    return [meta, dataset], None
-
-
-def validate(received: Received, limits: Limits) -> Header:
-    """Read the header of *received* (within *limits*) and check its identifiers."""
-    with dataset_view(received.dataset) as view:
-        header = read_header(view, received.transfer_syntax, limits)
-    uid.require(header.sop_class_uid, "SOP Class UID (0008,0016)")
-    uid.require(header.sop_instance_uid, "SOP Instance UID (0008,0018)")
-    uid.require(header.study_uid, "Study Instance UID (0020,000D)")
-    uid.require(header.series_uid, "Series Instance UID (0020,000E)")
-    if header.sop_class_uid != received.sop_class_uid:
-        raise SOPClassMismatch(
-            f"SOP Class UID {header.sop_class_uid} in the dataset differs from {received.sop_class_uid} in the request"
-        )
-    if header.sop_instance_uid != received.sop_instance_uid:
-        raise RequestMismatch(
-            f"SOP Instance UID {header.sop_instance_uid} in the dataset differs from "
-            f"{received.sop_instance_uid} in the request"
-        )
-    return header
 
 
 class Ingest:
@@ -299,57 +200,3 @@ class Ingest:
                     return all(stored.read(len(chunk)) == chunk for chunk in received)
         except (OSError, ValueError):
             return False
-
-
-def received_from_message(message: Message, source_ae: str) -> Received:
-    """A C-STORE request as it came off the wire: its dataset bytes in the
-    context's transfer syntax, with the UIDs its command names."""
-    request = message.command
-    return Received(
-        dataset=message.dataset or b"",
-        transfer_syntax=str(message.context.transfer_syntax[0]),
-        sop_class_uid=request.text(command.AFFECTED_SOP_CLASS),
-        sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE),
-        source_ae=source_ae,
-    )
-
-
-def received_from_file(path: Path) -> Received:
-    """A Part 10 file on disk as if it had arrived: its dataset bytes after
-    the file meta, with the UIDs and syntax its file meta names."""
-    meta = read_file_meta_info(path)
-    offset = 132 + 12 + int(meta.FileMetaInformationGroupLength)  # 'DICM', then (0002,0000) UL
-    return Received(
-        dataset=path.read_bytes()[offset:],
-        transfer_syntax=str(meta.TransferSyntaxUID),
-        sop_class_uid=str(meta.MediaStorageSOPClassUID),
-        sop_instance_uid=str(meta.MediaStorageSOPInstanceUID),
-        source_ae=str(meta.get("SourceApplicationEntityTitle", "")),
-    )
-
-
-def dataset_offset(head: bytes, size: int, name: object) -> int:
-    """Where the dataset starts in a Part 10 file pacsd wrote, from the
-    file's first 144 bytes (*head*, or more) and its *size*."""
-    # Our meta starts with (0002,0000) UL File Meta Information Group Length.
-    if head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
-        raise ValueError(f"{name}: not a Part 10 file written by pacsd")
-    offset = 144 + int.from_bytes(head[140:144], "little")
-    if offset > size:
-        raise ValueError(f"{name}: file meta runs past the end of the file")
-    return offset
-
-
-def dataset_extent(file: BinaryIO) -> tuple[int, int]:
-    """(offset, length) of the dataset bytes in an open Part 10 file pacsd
-    wrote; the file is left positioned at the dataset."""
-    size = os.fstat(file.fileno()).st_size
-    offset = dataset_offset(file.read(144), size, file.name)
-    file.seek(offset)
-    return offset, size - offset
-
-
-def stored_dataset(path: Path) -> bytes:
-    """The dataset bytes of a Part 10 file pacsd wrote (after its file meta)."""
-    data = path.read_bytes()
-    return data[dataset_offset(data, len(data), path) :]

@@ -35,9 +35,10 @@ from pacsd.config import Settings, Upstream
 from pacsd.dimse import statuses
 from pacsd.domain import uid
 from pacsd.domain.errors import Refusal
+from pacsd.domain.received import Received
 from pacsd.index import fetches
 from pacsd.index.search import text_value
-from pacsd.services.ingest import Ingest, Received, received_from_message
+from pacsd.services.ingest import Ingest
 from pacsd.upstream.session import (
     SYNTAXES,
     Cancelled,
@@ -49,7 +50,7 @@ from pacsd.upstream.session import (
     outgoing,
 )
 from pacsd.upstream.staging import StagedFetch, Staging
-from pacsd.wire import command
+from pacsd.wire import command, dataset
 from pacsd.wire.link import Message
 
 _log = log.get("pacsd.virtual")
@@ -281,7 +282,7 @@ class Proxy:
             final: Message | None = None
             for message in session.responses(message_id, watch):
                 if message.command.field == command.C_STORE_RQ:
-                    received = received_from_message(message, upstream.remote.ae_title)
+                    received = dataset.received(message, upstream.remote.ae_title)
                     try:
                         answer = self.stage_arrival(staged.message_id, received, {"upstream": name})
                     finally:

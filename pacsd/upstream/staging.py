@@ -31,7 +31,8 @@ from pathlib import Path
 from pacsd.domain import uid
 from pacsd.domain.errors import Refusal
 from pacsd.domain.limits import Limits
-from pacsd.services.ingest import Received, file_meta, file_parts, validate
+from pacsd.domain.part10 import file_meta, file_parts
+from pacsd.domain.received import Received, validate
 from pacsd.storage.files import Storage
 
 LOCK_POLL = 0.05  # seconds between tries of a busy lock

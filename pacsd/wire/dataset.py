@@ -12,6 +12,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import dsutils
 from pynetdicom.presentation import PresentationContext
 
+from pacsd.domain.received import Received
+from pacsd.wire import command
+from pacsd.wire.link import Message
+
 # VRs whose values are text, and (explicit VR) those with a 4-byte length.
 TEXT_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
@@ -75,3 +79,16 @@ def encode_text_only(ds: Dataset, syntax: UID) -> bytes | None:
             return None
         parts.append(raw)
     return b"".join(parts)
+
+
+def received(message: Message, source_ae: str) -> Received:
+    """A C-STORE request as it came off the wire: its dataset bytes in the
+    context's transfer syntax, with the UIDs its command names."""
+    request = message.command
+    return Received(
+        dataset=message.dataset or b"",
+        transfer_syntax=str(message.context.transfer_syntax[0]),
+        sop_class_uid=request.text(command.AFFECTED_SOP_CLASS),
+        sop_instance_uid=request.text(command.AFFECTED_SOP_INSTANCE),
+        source_ae=source_ae,
+    )

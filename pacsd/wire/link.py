@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pynetdicom.presentation import PresentationContext
 
 from pacsd.domain.limits import BudgetExceeded, Limits, MiB
+from pacsd.domain.received import Spooled
 from pacsd.wire import command, pdu
 from pacsd.wire.command import Command
 from pacsd.wire.pdu import PduError, ProtocolError
-from pacsd.wire.spool import Spool, Spooled
+from pacsd.wire.spool import Spool
 
 READ_CHUNK = 1 << 18
 IOV_MAX = 512  # buffers per sendmsg; Linux allows 1024

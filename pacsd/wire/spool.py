@@ -13,27 +13,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
 
 from pacsd.domain.limits import BudgetExceeded
-
-
-@dataclass(frozen=True)
-class Spooled:
-    """A received dataset that lives in a file: exactly its bytes, in the
-    transfer syntax it came in. Whoever takes it removes the file."""
-
-    path: str
-    size: int
-
-    def __len__(self) -> int:
-        return self.size
-
-    def discard(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+from pacsd.domain.received import Spooled
 
 
 class Spool:

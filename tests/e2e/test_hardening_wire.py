@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from pacsd.services.ingest import stored_dataset
+from pacsd.domain.part10 import stored_dataset
 from pacsd.testing import synth
 from pacsd.wire import command, pdu
 from pacsd.wire.link import FileRegion, Link

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from pynetdicom.dsutils import split_dataset
 
-from pacsd.services.ingest import stored_dataset
+from pacsd.domain.part10 import stored_dataset
 from pacsd.testing import synth
 from tests.e2e.conftest import SCU, Server, distinct_objects, shipped
 

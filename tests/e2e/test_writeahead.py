@@ -17,8 +17,9 @@ from pacsd.admin import fsck
 from pacsd.archive import Archive, prepare
 from pacsd.config import Settings, load
 from pacsd.domain.errors import IdentityConflict
+from pacsd.domain.received import received_from_file
 from pacsd.index.models import WriteAhead
-from pacsd.services.ingest import WRITE_AHEAD_MAX, received_from_file
+from pacsd.services.ingest import WRITE_AHEAD_MAX
 from pacsd.storage.files import Storage
 from pacsd.testing import synth
 from tests.e2e.conftest import Server
