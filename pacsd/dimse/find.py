@@ -11,8 +11,8 @@ from pacsd import log
 from pacsd.dimse import qr, statuses
 from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.limits import Limits
+from pacsd.domain.query import UNIQUE_KEYS, query_level, text_value
 from pacsd.index import search
-from pacsd.index.attributes import UNIQUE_KEYS
 from pacsd.upstream.fetch import Proxy
 from pacsd.upstream.query import upstream_matches
 from pacsd.upstream.session import Cancelled
@@ -44,7 +44,7 @@ def serve_find(
 
     try:
         query = qr.identifier(message, limits, session)
-        level = search.query_level(query, model)
+        level = query_level(query, model)
         unique = UNIQUE_KEYS[level]
         if proxy is not None and unique not in query:
             setattr(query, unique, "")  # merged answers are de-duplicated on it
@@ -54,11 +54,11 @@ def serve_find(
         for response in search.find(query, model, ae_title, limits.max_query_values):
             if qr.cancelled(link, message.command):
                 raise Cancelled
-            seen.add(search.text_value(response.get(unique)))
+            seen.add(text_value(response.get(unique)))
             send(response)
         if proxy is not None:
             for response in upstream_matches(proxy, query, model, qr.watch(link, message.command), problems, where):
-                key = search.text_value(response.get(unique))
+                key = text_value(response.get(unique))
                 if key and key in seen:
                     continue  # local data wins
                 seen.add(key)

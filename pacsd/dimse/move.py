@@ -11,7 +11,7 @@ from pacsd.dimse import qr, statuses
 from pacsd.dimse.suboperations import SubOperations, Tally, finish, unfetched
 from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.limits import Limits
-from pacsd.index.search import StoredInstance
+from pacsd.domain.outcomes import StoredInstance
 from pacsd.services import retrieve
 from pacsd.storage.files import Storage
 from pacsd.upstream.fetch import Proxy

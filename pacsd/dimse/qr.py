@@ -24,8 +24,8 @@ from pacsd.dimse import statuses
 from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.inflate import InflateError, inflate
 from pacsd.domain.limits import BudgetExceeded, Limits
-from pacsd.index.attributes import Model
-from pacsd.index.search import QueryOverBudget, check_list_lengths
+from pacsd.domain.query import InformationModel, QueryOverBudget
+from pacsd.index.search import check_list_lengths
 from pacsd.upstream.session import Cancelled, ClientGone
 from pacsd.wire import command, dataset
 from pacsd.wire.acceptor import Session
@@ -33,23 +33,25 @@ from pacsd.wire.command import Command
 from pacsd.wire.link import LINK_ENDED, Link, Message
 
 FIND = {
-    PatientRootQueryRetrieveInformationModelFind: Model.PATIENT_ROOT,
-    StudyRootQueryRetrieveInformationModelFind: Model.STUDY_ROOT,
+    PatientRootQueryRetrieveInformationModelFind: InformationModel.PATIENT_ROOT,
+    StudyRootQueryRetrieveInformationModelFind: InformationModel.STUDY_ROOT,
 }
 MOVE = {
-    PatientRootQueryRetrieveInformationModelMove: Model.PATIENT_ROOT,
-    StudyRootQueryRetrieveInformationModelMove: Model.STUDY_ROOT,
+    PatientRootQueryRetrieveInformationModelMove: InformationModel.PATIENT_ROOT,
+    StudyRootQueryRetrieveInformationModelMove: InformationModel.STUDY_ROOT,
 }
 GET = {
-    PatientRootQueryRetrieveInformationModelGet: Model.PATIENT_ROOT,
-    StudyRootQueryRetrieveInformationModelGet: Model.STUDY_ROOT,
+    PatientRootQueryRetrieveInformationModelGet: InformationModel.PATIENT_ROOT,
+    StudyRootQueryRetrieveInformationModelGet: InformationModel.STUDY_ROOT,
 }
 SOP_CLASSES = [*FIND, *MOVE, *GET]
 
 _log = log.get("pacsd.qr")
 
 
-def model(link: Link, message: Message, field: int, models: dict[str, Model], session: Session) -> Model | None:
+def model(
+    link: Link, message: Message, field: int, models: dict[str, InformationModel], session: Session
+) -> InformationModel | None:
     """The information model of the request's context; None once a request
     on a context of another SOP class has been answered 0x0122."""
     refused = statuses.wrong_context(message, models)

@@ -19,8 +19,8 @@ from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from pacsd import log
 from pacsd.dimse import qr, statuses
+from pacsd.domain.outcomes import StoredInstance
 from pacsd.domain.part10 import dataset_offset
-from pacsd.index.search import StoredInstance
 from pacsd.services import retrieve
 from pacsd.storage.files import Storage
 from pacsd.upstream.fetch import Shortfall

@@ -20,3 +20,11 @@ class Outcome:
     result: Result
     header: Header
     comment: str = ""
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    path: str  # relative to data_dir/files

@@ -8,19 +8,9 @@ expressions come only from here, never from a request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import Enum
 
-
-class Level(IntEnum):
-    PATIENT = 0
-    STUDY = 1
-    SERIES = 2
-    IMAGE = 3
-
-
-class Model(Enum):
-    PATIENT_ROOT = "patient"
-    STUDY_ROOT = "study"
+from pacsd.domain.query import Level
 
 
 class Kind(Enum):
@@ -121,18 +111,4 @@ REQUEST_ITEM_COLUMNS = {
     "RequestedProcedureID": "rq.requested_procedure_id",
     "ScheduledProcedureStepID": "rq.scheduled_procedure_step_id",
     "AccessionNumber": "rq.accession",
-}
-
-# The unique key of each level (PS3.4 C.6.1.1 / C.6.2.1).
-UNIQUE_KEYS = {
-    Level.PATIENT: "PatientID",
-    Level.STUDY: "StudyInstanceUID",
-    Level.SERIES: "SeriesInstanceUID",
-    Level.IMAGE: "SOPInstanceUID",
-}
-
-# Levels each information model offers.
-MODEL_LEVELS = {
-    Model.PATIENT_ROOT: (Level.PATIENT, Level.STUDY, Level.SERIES, Level.IMAGE),
-    Model.STUDY_ROOT: (Level.STUDY, Level.SERIES, Level.IMAGE),
 }

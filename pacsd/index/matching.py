@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pacsd.domain.errors import InvalidQuery
+from pacsd.domain.query import has_wildcard
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,6 @@ def both(conditions: list[Condition], joiner: str = " AND ") -> Condition:
         "(" + joiner.join(c.sql for c in conditions) + ")",
         [p for c in conditions for p in c.params],
     )
-
-
-def has_wildcard(value: str) -> bool:
-    return "*" in value or "?" in value
 
 
 def glob_pattern(value: str) -> str:

@@ -29,18 +29,20 @@ from pydicom.tag import BaseTag
 
 from pacsd.domain import charset
 from pacsd.domain.errors import InvalidQuery
-from pacsd.domain.limits import BudgetExceeded, Limits
-from pacsd.index import matching
-from pacsd.index.attributes import (
-    ATTRIBUTES,
+from pacsd.domain.limits import Limits
+from pacsd.domain.outcomes import StoredInstance
+from pacsd.domain.query import (
     MODEL_LEVELS,
-    REQUEST_ITEM_COLUMNS,
     UNIQUE_KEYS,
-    Attribute,
-    Kind,
+    InformationModel,
     Level,
-    Model,
+    QueryOverBudget,
+    query_level,
+    require_unique_keys,
+    text_value,
 )
+from pacsd.index import matching
+from pacsd.index.attributes import ATTRIBUTES, REQUEST_ITEM_COLUMNS, Attribute, Kind
 from pacsd.index.db import reading
 from pacsd.index.matching import Condition
 from pacsd.index.models import database
@@ -59,36 +61,6 @@ FROM = {
 }
 ROW_ID = {Level.PATIENT: "p.id", Level.STUDY: "s.id", Level.SERIES: "se.id", Level.IMAGE: "i.id"}
 NOT_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle"}
-
-
-class QueryOverBudget(InvalidQuery, BudgetExceeded):
-    """An identifier larger than a budget allows: refused like any invalid
-    query (0xA900 with the comment), and ``budget`` names the Limits key."""
-
-    def __init__(self, budget: str, message: str) -> None:
-        BudgetExceeded.__init__(self, budget, message)
-
-
-def text_value(value: Any) -> str:
-    """An identifier element's value as one string (VM > 1 joined by '\\')."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, MultiValue)):
-        return "\\".join(str(v) for v in value)
-    return str(value)
-
-
-def query_level(identifier: Dataset, model: Model) -> Level:
-    raw = text_value(identifier.get("QueryRetrieveLevel")).strip().upper()
-    if not raw:
-        raise InvalidQuery("Query/Retrieve Level (0008,0052) is missing")
-    try:
-        level = Level[raw]
-    except KeyError:
-        raise InvalidQuery(f"unknown Query/Retrieve Level {raw!r}") from None
-    if level not in MODEL_LEVELS[model]:
-        raise InvalidQuery(f"level {raw} is not part of the {model.value} root information model")
-    return level
 
 
 def _value_count(value: Any) -> int:
@@ -113,19 +85,6 @@ def check_list_lengths(identifier: Dataset, max_values: int) -> None:
                     "max_query_values",
                     f"{elem.keyword} lists {count} values, more than {max_values} (max_query_values)",
                 )
-
-
-def require_unique_keys(identifier: Dataset, level: Level, model: Model) -> None:
-    """Hierarchical queries carry the unique key of every level above."""
-    for above in MODEL_LEVELS[model]:
-        if above >= level:
-            break
-        keyword = UNIQUE_KEYS[above]
-        value = text_value(identifier.get(keyword)).strip()
-        if not value:
-            raise InvalidQuery(f"{keyword} is required for a {level.name} level query in this model")
-        if matching.has_wildcard(value):
-            raise InvalidQuery(f"{keyword} must be given without wildcards for a {level.name} level query")
 
 
 def condition(attribute: Attribute, value: str) -> Condition | None:
@@ -251,7 +210,7 @@ def _requests(series_pk: int, keys: list[str]) -> Sequence:
 
 def find(
     identifier: Dataset,
-    model: Model,
+    model: InformationModel,
     retrieve_ae: str,
     max_values: int = DEFAULT_MAX_VALUES,
     page_rows: int = PAGE_ROWS,
@@ -304,15 +263,9 @@ def _set_empty(response: Dataset, elem: DataElement) -> None:
         response.add_new(elem.tag, elem.VR, None)
 
 
-@dataclass(frozen=True)
-class StoredInstance:
-    sop_uid: str
-    sop_class_uid: str
-    transfer_syntax: str
-    path: str  # relative to data_dir/files
-
-
-def instances(identifier: Dataset, model: Model, max_values: int = DEFAULT_MAX_VALUES) -> list[StoredInstance]:
+def instances(
+    identifier: Dataset, model: InformationModel, max_values: int = DEFAULT_MAX_VALUES
+) -> list[StoredInstance]:
     """The stored instances a C-MOVE/C-GET *identifier* asks for.
 
     Only the unique keys of the retrieve level and the levels above it take

@@ -16,16 +16,17 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.presentation import PresentationContext, build_context
 
 from pacsd.domain.limits import Limits
-from pacsd.index.attributes import Model
+from pacsd.domain.outcomes import StoredInstance
+from pacsd.domain.query import InformationModel
 from pacsd.index.db import reading
-from pacsd.index.search import StoredInstance, instances
+from pacsd.index.search import instances
 from pacsd.storage.files import Storage
 
 MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
 UNCOMPRESSED: list[str | UID] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 
 
-def select(identifier: Dataset, model: Model, limits: Limits) -> list[StoredInstance]:
+def select(identifier: Dataset, model: InformationModel, limits: Limits) -> list[StoredInstance]:
     """The instances *identifier* asks for, read in one short read; a list
     key longer than ``limits.max_query_values`` is QueryOverBudget (an
     InvalidQuery, so the adapters answer 0xA900)."""

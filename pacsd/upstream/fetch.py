@@ -35,9 +35,9 @@ from pacsd.config import Settings, Upstream
 from pacsd.dimse import statuses
 from pacsd.domain import uid
 from pacsd.domain.errors import Refusal
+from pacsd.domain.query import text_value
 from pacsd.domain.received import Received
 from pacsd.index import fetches
-from pacsd.index.search import text_value
 from pacsd.services.ingest import Ingest
 from pacsd.upstream.session import (
     SYNTAXES,

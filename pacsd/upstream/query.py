@@ -18,20 +18,20 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from pacsd import log
-from pacsd.index.attributes import Model
+from pacsd.domain.query import InformationModel
 from pacsd.upstream.fetch import Proxy
 from pacsd.upstream.session import SYNTAXES, Session, UpstreamError, Watch, outgoing
 
 _log = log.get("pacsd.virtual")
 
 FIND = {
-    Model.PATIENT_ROOT: str(PatientRootQueryRetrieveInformationModelFind),
-    Model.STUDY_ROOT: str(StudyRootQueryRetrieveInformationModelFind),
+    InformationModel.PATIENT_ROOT: str(PatientRootQueryRetrieveInformationModelFind),
+    InformationModel.STUDY_ROOT: str(StudyRootQueryRetrieveInformationModelFind),
 }
 
 
 def upstream_matches(
-    proxy: Proxy, query: Dataset, model: Model, watch: Watch, problems: list[str], where: dict[str, Any]
+    proxy: Proxy, query: Dataset, model: InformationModel, watch: Watch, problems: list[str], where: dict[str, Any]
 ) -> Iterator[Dataset]:
     """Every upstream's responses to *query*, through its query filter,
     with RetrieveAETitle made ours (clients retrieve through pacsd). An

@@ -22,8 +22,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.limits import Limits
+from pacsd.domain.query import InformationModel
 from pacsd.index import matching, search
-from pacsd.index.attributes import Model
 from pacsd.index.db import close_index, open_index
 from pacsd.services import retrieve
 from pacsd.testing import synth
@@ -314,8 +314,8 @@ def test_retrieve_selection_of_long_lists(tmp_path: Path) -> None:
         keys = Dataset()
         keys.QueryRetrieveLevel = "IMAGE"
         keys.SOPInstanceUID = [f"1.2.3.{n}" for n in range(40_000)]  # past SQLite's 32 766 variables
-        assert search.instances(keys, Model.STUDY_ROOT, max_values=40_000) == []
+        assert search.instances(keys, InformationModel.STUDY_ROOT, max_values=40_000) == []
         with pytest.raises(InvalidQuery, match="SOPInstanceUID lists 40000 values.*max_query_values"):
-            retrieve.select(keys, Model.STUDY_ROOT, Limits(max_query_values=39_999))
+            retrieve.select(keys, InformationModel.STUDY_ROOT, Limits(max_query_values=39_999))
     finally:
         close_index(db)
