@@ -19,11 +19,10 @@ from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from pacsd import log
 from pacsd.dimse import qr, statuses
-from pacsd.domain.outcomes import StoredInstance
+from pacsd.domain.outcomes import Shortfall, StoredInstance
 from pacsd.domain.part10 import dataset_offset
 from pacsd.services import retrieve
 from pacsd.storage.files import Storage
-from pacsd.upstream.fetch import Shortfall
 from pacsd.wire import command, dataset, requestor
 from pacsd.wire.link import FILE_CHUNK, FileRegion, Link, Message, Payload
 

@@ -55,3 +55,15 @@ class StartupError(Exception):
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
         self.problem = problem
+
+
+class NoFetchWaiting(Refusal):
+    """An arrival for a caching-proxy fetch that is over, or never was."""
+
+
+class DestinationUnreachable(Exception):
+    """A C-MOVE destination that cannot be associated with; says why."""
+
+
+class Cancelled(Exception):
+    """The client cancelled (C-CANCEL) while its request was worked on."""

@@ -12,11 +12,11 @@ concurrent writer to fall into, and the UNIQUE constraints in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from pacsd.domain.errors import IdentityConflict
 from pacsd.domain.header import Header
+from pacsd.domain.outcomes import Linked, Placement
 from pacsd.index.matching import fold_pn
 
 
@@ -38,18 +38,6 @@ class PatientKey:
         if not self.patient_id:
             return f"(no PatientID, study {self.no_id_study_uid})"
         return f"(PatientID {self.patient_id!r}, Issuer {self.issuer!r})"
-
-
-class Placement(Enum):
-    NEW = "new"  # the instance row was created; its file must be placed
-    DUPLICATE = "duplicate"  # the SOP instance is already stored in this series
-
-
-@dataclass(frozen=True)
-class Linked:
-    placement: Placement
-    instance_id: int
-    stored_path: str
 
 
 # The hot path is plain SQL on the apsw connection: peewee's query building

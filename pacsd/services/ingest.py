@@ -30,11 +30,10 @@ from typing import Any
 from pacsd.domain.errors import Refusal, RequestMismatch, StorageFailure
 from pacsd.domain.header import Header
 from pacsd.domain.limits import Limits
-from pacsd.domain.outcomes import Outcome, Result
+from pacsd.domain.outcomes import Linked, Outcome, Placement, Result
 from pacsd.domain.part10 import dataset_extent, file_meta, file_parts
 from pacsd.domain.received import Received, Spooled, received_from_file, validate
 from pacsd.index import identity, writeahead
-from pacsd.index.identity import Linked, Placement
 from pacsd.index.writer import IndexWriter
 from pacsd.storage.files import Storage, fsync_dir
 from pacsd.storage.syncer import Syncer

@@ -190,5 +190,8 @@ class Storage:
             path.mkdir(exist_ok=True)
         return [p.parent for p in missing]
 
+    def sync_directory(self, path: str | Path) -> None:
+        fsync_dir(path)
+
     def remove(self, path: str | Path) -> None:
         unlink(path)

@@ -19,7 +19,6 @@ before:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -35,6 +34,7 @@ from pacsd.config import Settings, Upstream
 from pacsd.dimse import statuses
 from pacsd.domain import uid
 from pacsd.domain.errors import Refusal
+from pacsd.domain.outcomes import Shortfall
 from pacsd.domain.query import text_value
 from pacsd.domain.received import Received
 from pacsd.index import fetches
@@ -68,16 +68,6 @@ class FetchFailed(Exception):
         super().__init__(reason)
         self.expected = expected
         self.cancelled = cancelled
-
-
-@dataclass(frozen=True)
-class Shortfall:
-    """A requested study that could not be made local."""
-
-    study_uid: str
-    expected: int  # instances the upstream said it holds (0 if unknown)
-    reason: str
-    cancelled: bool = False
 
 
 class Proxy:

@@ -1,0 +1,162 @@
+"""The ports: what the services need from the index, the file store and
+the caching proxy, as typed protocols.
+
+Implementations: :mod:`pacsd.index` (SQLite), :mod:`pacsd.storage` (files),
+:mod:`pacsd.upstream` (the caching proxy); :mod:`pacsd.bootstrap` wires
+them into one :class:`pacsd.services.archive.Archive`. Services import
+these protocols, never the implementations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from pydicom.dataset import Dataset
+
+from pacsd.domain.header import Header
+from pacsd.domain.outcomes import Change, FetchRecord, Linked, Shortfall, StoredInstance
+from pacsd.domain.query import InformationModel
+from pacsd.domain.received import Received
+
+T = TypeVar("T")
+
+# Called often while a use case waits (on a lock, an upstream): raises
+# pacsd.domain.errors.Cancelled once the client has cancelled, or what the
+# client's connection raised if it went away.
+Watch = Callable[[], None]
+
+# Identifiers for every log line of one request (association, peer, ...).
+LogFields = dict[str, object]
+
+
+class IndexTransaction(Protocol):
+    """One unit of work on the index. Everything it writes, the change
+    feed included, commits together or not at all."""
+
+    def link(self, header: Header, relative_path: str, size: int, transfer_syntax: str) -> Linked:
+        """Get or create the patient, study, series and instance rows of
+        *header* (each creation in the change feed); raise
+        IdentityConflict when a stored link disagrees."""
+        ...
+
+    def keep_copy(self, instance_id: int, data: bytes) -> None:
+        """Keep the bytes of a placed file until its flush (write-ahead)."""
+        ...
+
+    def drop_copies(self, instance_ids: Sequence[int]) -> None: ...
+
+    def record_fetch(self, fetch: FetchRecord) -> None: ...
+
+    def before_commit(self, key: Hashable, action: Callable[[], None]) -> None:
+        """Run *action* once per *key* before the commit; if it raises,
+        nothing of the commit is kept."""
+        ...
+
+
+class Index(Protocol):
+    """The archive's index: reads, and writes as units of work."""
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def write(self, work: Callable[[IndexTransaction], T], undo: Callable[[T], None]) -> T:
+        """Run *work* in a unit of work and return its value once committed.
+        Raises what *work* raised (nothing of it is kept), StorageFailure if
+        the commit could not be made durable (then *undo* reverses what
+        *work* did outside the index, such as a placed file)."""
+        ...
+
+    def matches(self, identifier: Dataset, model: InformationModel, max_values: int) -> Iterator[Dataset]:
+        """One dataset per match of a C-FIND identifier, with its requested
+        keys filled (QueryRetrieveLevel included); no read is held open
+        between yields."""
+        ...
+
+    def instances(self, identifier: Dataset, model: InformationModel, max_values: int) -> list[StoredInstance]:
+        """The stored instances a retrieve identifier names."""
+        ...
+
+    def fetched_whole(self, study_uid: str) -> bool: ...
+
+    def stored_sops(self, study_uid: str) -> set[str]: ...
+
+    def copies(self) -> Iterator[tuple[int, str, bytes]]:
+        """(instance id, path relative to files/, file bytes) of every write-ahead copy."""
+        ...
+
+    def instance_paths(self) -> Iterator[str]: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def changes_since(self, seq: int, limit: int) -> list[Change]:
+        """Change-feed entries with a sequence number above *seq*, oldest first."""
+        ...
+
+
+class FileStore(Protocol):
+    """Where stored objects live, and how a write becomes durable."""
+
+    root: Path
+    files: Path
+    tmp: Path
+
+    def relative_path(self, study_uid: str, series_uid: str, sop_uid: str) -> str: ...
+
+    def absolute(self, relative: str) -> Path: ...
+
+    def write_temp(
+        self, chunks: Iterable[bytes], directory: Path | None = None, *, sync: bool = True, tail: str | None = None
+    ) -> str: ...
+
+    def place(self, temp: str | Path, relative: str) -> list[str]:
+        """Rename *temp* to *relative*; the directories the rename changed."""
+        ...
+
+    def remove(self, path: str | Path) -> None: ...
+
+    def sync(self) -> None: ...
+
+    def sync_directory(self, path: str | Path) -> None: ...
+
+
+class FetchSink(Protocol):
+    """Where the caching proxy hands what it fetched: the Archive."""
+
+    def store_fetched(self, files: list[Path], fetch: FetchRecord) -> int:
+        """Index every staged file of one study, with *fetch* ('done'), in
+        one unit of work, or none of them (raises the Refusal)."""
+        ...
+
+    def record_fetch(self, fetch: FetchRecord) -> None:
+        """Keep a record of a failed fetch."""
+        ...
+
+
+class Source(Protocol):
+    """The caching proxy: upstream archives consulted by find and retrieve."""
+
+    def matches(
+        self, identifier: Dataset, model: InformationModel, watch: Watch, problems: list[str], log_fields: LogFields
+    ) -> Iterator[Dataset]:
+        """What the upstreams answer to a C-FIND identifier. An upstream that
+        cannot be asked adds a sentence to *problems* and is skipped."""
+        ...
+
+    def make_local(self, identifier: Dataset, watch: Watch, sink: FetchSink, log_fields: LogFields) -> list[Shortfall]:
+        """Fetch what a retrieve identifier asks for and is not local; what
+        could not be made local."""
+        ...
+
+    def fetch_of(self, originator_ae: str, originator_id: int, calling_ae: str) -> int | None:
+        """The fetch an arriving C-STORE belongs to (sent by an upstream for
+        our own C-MOVE), or None for an ordinary store."""
+        ...
+
+    def stage(self, fetch_id: int, received: Received) -> Header:
+        """Validate an arrival of fetch *fetch_id* and keep it in staging,
+        never in the index; raises a Refusal (NoFetchWaiting included)."""
+        ...
+
