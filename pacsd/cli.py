@@ -19,8 +19,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pacsd.archive import check_data_dir
-    from pacsd.server import ListenError, serve
+    from pacsd.bootstrap import ListenError, check_data_dir, serve
 
     settings = _settings(args)
     check_data_dir(settings)  # before the server locks or binds anything in it
@@ -44,14 +43,13 @@ def _index_path(settings: Settings) -> Path:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from pacsd.admin.stats import counts
-    from pacsd.index.db import open_index
+    from pacsd.index.sqlite import SqliteIndex
 
-    db = open_index(_index_path(_settings(args)), readonly=True)
+    index = SqliteIndex(_index_path(_settings(args)), readonly=True)
     try:
-        result = counts()
+        result = index.counts()
     finally:
-        db.close()
+        index.close()
     if args.json:
         print(json.dumps(result))
     else:
@@ -62,18 +60,18 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _fsck(args: argparse.Namespace) -> int:
     from pacsd.admin import fsck
-    from pacsd.archive import Archive
+    from pacsd.bootstrap import Node
 
     settings = _settings(args)
     _index_path(settings)
-    archive = Archive(settings)
-    archive.start()
+    node = Node(settings)
+    node.start()
     try:
-        report = fsck.check(archive.storage)
+        report = fsck.check(node.archive)
         if args.reindex:
-            fsck.reindex(archive.storage, archive.ingest, report)
+            fsck.reindex(node.archive, report)
     finally:
-        archive.close()
+        node.close()
     for path in report.missing_files:
         print(f"missing file for indexed instance: {path}")
     for path in report.restorable:
@@ -90,14 +88,14 @@ def _fsck(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from pacsd.admin.importer import import_files
-    from pacsd.archive import Archive
+    from pacsd.bootstrap import Node
 
-    archive = Archive(_settings(args))
-    archive.start()
+    node = Node(_settings(args))
+    node.start()
     try:
-        counts, problems = import_files(archive.ingest, args.paths, args.workers)
+        counts, problems = import_files(node.archive, args.paths, args.workers)
     finally:
-        archive.close()
+        node.close()
     for path, why in problems:
         log.say(f"{path}: {why}")
     print(" ".join(f"{key}={value}" for key, value in sorted(counts.items())) or "no files")

@@ -122,6 +122,14 @@ class FileStore(Protocol):
     def sync_directory(self, path: str | Path) -> None: ...
 
 
+class Flusher(Protocol):
+    """Flushes placed files whose bytes wait in the index (write-ahead)."""
+
+    def written(self, instance_id: int) -> None:
+        """The rows and copy of *instance_id* are committed; flush its file."""
+        ...
+
+
 class FetchSink(Protocol):
     """Where the caching proxy hands what it fetched: the Archive."""
 
@@ -159,4 +167,3 @@ class Source(Protocol):
         """Validate an arrival of fetch *fetch_id* and keep it in staging,
         never in the index; raises a Refusal (NoFetchWaiting included)."""
         ...
-

@@ -14,10 +14,7 @@ from dataclasses import dataclass, field
 
 from pacsd.domain.errors import Refusal
 from pacsd.domain.received import received_from_file
-from pacsd.index import writeahead
-from pacsd.index.models import Instance
-from pacsd.services.ingest import Ingest
-from pacsd.storage.files import Storage
+from pacsd.services.archive import Archive
 
 
 @dataclass
@@ -33,11 +30,12 @@ class Report:
         return not (self.missing_files or self.restorable or set(self.unindexed_files) - set(self.reindexed))
 
 
-def check(storage: Storage) -> Report:
+def check(archive: Archive) -> Report:
+    storage = archive.storage
     report = Report()
     indexed = set()
-    copies = {path: data for _, path, data in writeahead.pending()}
-    for (path,) in Instance.select(Instance.path).tuples().iterator():
+    copies = {path: data for _, path, data in archive.index.copies()}
+    for path in archive.index.instance_paths():
         indexed.add(path)
         file = storage.absolute(path)
         if path in copies:
@@ -52,11 +50,11 @@ def check(storage: Storage) -> Report:
     return report
 
 
-def reindex(storage: Storage, ingest: Ingest, report: Report) -> None:
+def reindex(archive: Archive, report: Report) -> None:
     for relative in report.unindexed_files:
-        path = storage.absolute(relative)
+        path = archive.storage.absolute(relative)
         try:
-            ingest.store(received_from_file(path))
+            archive.store(received_from_file(path))
         except (Refusal, OSError, ValueError) as exc:
             report.refused.append((relative, str(exc)))
         else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pacsd.domain.errors import Refusal
 from pacsd.domain.received import received_from_file
-from pacsd.services.ingest import Ingest
+from pacsd.services.archive import Archive
 
 
 def files_under(paths: Iterable[Path]) -> Iterator[Path]:
@@ -25,14 +25,14 @@ def files_under(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def import_files(ingest: Ingest, paths: Iterable[Path], workers: int) -> tuple[Counter[str], list[tuple[Path, str]]]:
+def import_files(archive: Archive, paths: Iterable[Path], workers: int) -> tuple[Counter[str], list[tuple[Path, str]]]:
     """Store every file under *paths*; returns result counts and problems."""
     counts: Counter[str] = Counter()
     problems: list[tuple[Path, str]] = []
 
     def one(path: Path) -> None:
         try:
-            outcome = ingest.store(received_from_file(path))
+            outcome = archive.store(received_from_file(path))
         except Refusal as exc:
             counts["refused"] += 1
             problems.append((path, str(exc)))

@@ -1,58 +1,48 @@
-"""C-GET SCP: send matching instances back over the requesting association."""
+"""C-GET SCP: send what the Archive plans back over the requesting association."""
 
 from __future__ import annotations
 
 from pydicom.uid import UID
 
 from pacsd import log
-from pacsd.dimse import qr, statuses
-from pacsd.dimse.suboperations import SubOperations, Tally, finish, unfetched
+from pacsd.dimse import qr
+from pacsd.dimse.suboperations import SubOperations, finish, unfetched
 from pacsd.domain.errors import InvalidQuery
-from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import StoredInstance
-from pacsd.services import retrieve
-from pacsd.storage.files import Storage
-from pacsd.upstream.fetch import Proxy
-from pacsd.wire import command
-from pacsd.wire.acceptor import Session
+from pacsd.domain.query import QueryOverBudget
+from pacsd.services.archive import Archive
+from pacsd.wire import command, statuses
+from pacsd.wire.acceptor import Association
 from pacsd.wire.link import Link, Message
 
 _log = log.get("pacsd.get")
 
 
-def serve_get(
-    link: Link, message: Message, session: Session, storage: Storage, proxy: Proxy | None, limits: Limits
-) -> None:
-    model = qr.model(link, message, command.C_GET_RSP, qr.GET, session)
+def serve_get(archive: Archive, link: Link, message: Message, association: Association) -> None:
+    model = qr.model(link, message, command.C_GET_RSP, qr.GET, association)
     if model is None:
         return
-    where = session.fields()
+    log_fields = association.fields()
     try:
-        query = qr.identifier(message, limits, session)
-        stored = retrieve.select(query, model, limits)
+        identifier = qr.identifier(message, archive.limits, association)
+        plan = archive.plan_retrieve(identifier, model, qr.watch(link, message.command), log_fields)
     except InvalidQuery as exc:
-        _log.warning("get_refused", reason=str(exc), **where)
-        qr.respond(link, message, command.C_GET_RSP, statuses.IDENTIFIER_INVALID, str(exc))
-        return
-    missing = Tally(0)
-    if proxy is not None:
-        missing = unfetched(proxy.make_local(query, qr.watch(link, message.command), where))
-        if missing.remaining:  # cancelled while fetching
-            finish(link, message, command.C_GET_RSP, missing)
-            return
-        stored = retrieve.select(query, model, limits)
-    _log.info("get_started", model=model.value, instances=len(stored), **where)
+        if isinstance(exc, QueryOverBudget):
+            qr.log_over_budget(exc, log_fields)
+        _log.warning("get_refused", reason=str(exc), **log_fields)
+        return qr.respond(link, message, command.C_GET_RSP, statuses.IDENTIFIER_INVALID, str(exc))
+    missing = unfetched(plan.shortfalls)
+    if missing.remaining:  # cancelled while fetching
+        return finish(link, message, command.C_GET_RSP, missing)
+    _log.info("get_started", model=model.value, instances=len(plan.instances), **log_fields)
     # The C-STOREs go back over this association, on the storage contexts
     # where the peer took the SCP role.
-    usable = {
-        (str(cx.abstract_syntax), str(cx.transfer_syntax[0])): context_id
-        for context_id, cx in link.contexts.items()
-        if cx.as_scu
-    }
-    sendable, unsendable, note = _by_role(stored, link, {sop_class for sop_class, _ in usable})
+    usable = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])): context_id
+              for context_id, cx in link.contexts.items() if cx.as_scu}  # fmt: skip
+    sendable, unsendable, note = _by_role(plan.instances, link, {sop_class for sop_class, _ in usable})
     if note:
-        _log.warning("get_role_missing", reason=note, instances=len(unsendable), **where)
-    suboperations = SubOperations(link, message, command.C_GET_RSP, storage, link, usable, None, where)
+        _log.warning("get_role_missing", reason=note, instances=len(unsendable), **log_fields)
+    suboperations = SubOperations(link, message, command.C_GET_RSP, archive, link, usable, None, log_fields)
     tally = suboperations.run(sendable)
     tally.unfetched, tally.notes = missing.unfetched, missing.notes
     if unsendable and not tally.remaining:
@@ -60,14 +50,8 @@ def serve_get(
         tally.failed += len(unsendable)
         tally.failed_uids += [instance.sop_uid for instance in unsendable]
         tally.notes.append(note)
-    _log.info(
-        "get_done",
-        completed=tally.completed,
-        failed=tally.failed,
-        warning=tally.warning,
-        remaining=tally.remaining,
-        **where,
-    )
+    _log.info("get_done", completed=tally.completed, failed=tally.failed, warning=tally.warning,
+              remaining=tally.remaining, **log_fields)  # fmt: skip
     suboperations.finish(tally)
 
 

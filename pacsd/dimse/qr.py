@@ -20,17 +20,14 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from pacsd import log
-from pacsd.dimse import statuses
-from pacsd.domain.errors import InvalidQuery
+from pacsd.domain.errors import Cancelled, InvalidQuery
 from pacsd.domain.inflate import InflateError, inflate
 from pacsd.domain.limits import BudgetExceeded, Limits
 from pacsd.domain.query import InformationModel, QueryOverBudget
-from pacsd.index.search import check_list_lengths
-from pacsd.upstream.session import Cancelled, ClientGone
-from pacsd.wire import command, dataset
-from pacsd.wire.acceptor import Session
+from pacsd.wire import command, dataset, statuses
+from pacsd.wire.acceptor import Association
 from pacsd.wire.command import Command
-from pacsd.wire.link import LINK_ENDED, Link, Message
+from pacsd.wire.link import LINK_ENDED, ClientGone, Link, Message
 
 FIND = {
     PatientRootQueryRetrieveInformationModelFind: InformationModel.PATIENT_ROOT,
@@ -50,36 +47,39 @@ _log = log.get("pacsd.qr")
 
 
 def model(
-    link: Link, message: Message, field: int, models: dict[str, InformationModel], session: Session
+    link: Link, message: Message, field: int, models: dict[str, InformationModel], association: Association
 ) -> InformationModel | None:
     """The information model of the request's context; None once a request
     on a context of another SOP class has been answered 0x0122."""
     refused = statuses.wrong_context(message, models)
     if refused:
         _log.warning("request_refused", status=f"0x{statuses.SOP_CLASS_NOT_SUPPORTED:04X}", reason=refused,
-                     **session.fields())  # fmt: skip
+                     **association.fields())  # fmt: skip
         respond(link, message, field, statuses.SOP_CLASS_NOT_SUPPORTED, refused)
         return None
     return models[str(message.context.abstract_syntax)]
 
 
-def identifier(message: Message, limits: Limits, session: Session) -> Dataset:
+def identifier(message: Message, limits: Limits, association: Association) -> Dataset:
     """The request identifier, decoded within the query budgets.
 
     A decoding failure is InvalidQuery; an identifier that is (or inflates
-    to) more than ``max_identifier_bytes``, inflates too far, or lists more
-    than ``max_query_values`` values in a key is QueryOverBudget (also an
-    InvalidQuery), logged as ``budget_exceeded``.
+    to) more than ``max_identifier_bytes`` or inflates too far is
+    QueryOverBudget (also an InvalidQuery), logged as ``budget_exceeded``.
+    (A key listing more than ``max_query_values`` values is the Archive's
+    to refuse, as QueryOverBudget too.)
     """
     if not isinstance(message.dataset, bytes) or not message.dataset:  # only C-STORE datasets spool
         raise InvalidQuery("the request has no identifier")
     try:
-        ds = _decode(message.dataset, dataset.syntax_of(message.context), limits)
-        check_list_lengths(ds, limits.max_query_values)
+        return _decode(message.dataset, dataset.syntax_of(message.context), limits)
     except QueryOverBudget as exc:
-        _log.warning("budget_exceeded", budget=exc.budget, reason=str(exc), **session.fields())
+        log_over_budget(exc, association.fields())
         raise
-    return ds
+
+
+def log_over_budget(exc: QueryOverBudget, log_fields: dict[str, object]) -> None:
+    _log.warning("budget_exceeded", budget=exc.budget, reason=str(exc), **log_fields)
 
 
 def _decode(data: bytes, syntax: UID, limits: Limits) -> Dataset:
@@ -146,8 +146,8 @@ def respond(
 
 
 def watch(link: Link, request: Command) -> Callable[[], None]:
-    """For waits on an upstream: raises Cancelled once the peer has sent
-    C-CANCEL for *request* (and lets its abort through)."""
+    """A :data:`pacsd.ports.Watch` for *request*: raises Cancelled once the
+    peer has sent C-CANCEL for it, ClientGone once its link has ended."""
 
     def check() -> None:
         try:

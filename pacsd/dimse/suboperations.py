@@ -9,22 +9,21 @@ the syntax it is stored in; only otherwise is it decoded and re-encoded
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from pacsd import log
-from pacsd.dimse import qr, statuses
+from pacsd.dimse import qr
 from pacsd.domain.outcomes import Shortfall, StoredInstance
-from pacsd.domain.part10 import dataset_offset
-from pacsd.services import retrieve
-from pacsd.storage.files import Storage
-from pacsd.wire import command, dataset, requestor
-from pacsd.wire.link import FILE_CHUNK, FileRegion, Link, Message, Payload
+from pacsd.ports import LogFields
+from pacsd.services.archive import Archive
+from pacsd.wire import command, dataset, requestor, statuses
+from pacsd.wire.link import Link, Message, Payload
 
 _log = log.get("pacsd.retrieve")
 
@@ -118,18 +117,6 @@ def finish(link: Link, request: Message, field: int, tally: Tally) -> None:
     qr.respond(link, request, field, status, comment, identifier=tally.failed_list(), counts=counts)
 
 
-def _stored_payload(path: str) -> Payload:
-    """A stored file's dataset to send: its bytes, or for a large one the
-    region of the file, read while it is sent (one open either way)."""
-    with open(path, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        if size > FILE_CHUNK:
-            offset = dataset_offset(file.read(144), size, path)
-            return FileRegion(path, offset, size - offset)
-        data = file.read()  # one read: this loop runs per sub-operation
-    return memoryview(data)[dataset_offset(data, len(data), path) :]
-
-
 class SubOperations:
     """One retrieve: *stored* goes over *out*; progress and the final
     status go to the requester on *link* as *field* responses."""
@@ -139,16 +126,16 @@ class SubOperations:
         link: Link,
         request: Message,
         field: int,
-        storage: Storage,
+        archive: Archive,
         out: Link,
         usable: dict[tuple[str, str], int],
         originator: tuple[str, int] | None,
-        log_fields: dict[str, Any],
+        log_fields: LogFields,
     ) -> None:
         self.link = link
         self.request = request
         self.field = field
-        self.storage = storage
+        self.archive = archive
         self.out = out
         self.usable = usable  # (SOP class, transfer syntax) -> context ID on *out*
         self.originator = originator
@@ -191,7 +178,7 @@ class SubOperations:
         context_id = self.usable.get((instance.sop_class_uid, instance.transfer_syntax))
         try:
             if context_id is not None:
-                return context_id, _stored_payload(str(self.storage.absolute(instance.path)))
+                return context_id, self.archive.open_instance(instance)
             return self._converted(instance)
         except (OSError, ValueError) as exc:  # file gone or damaged: that one fails
             _log.error("retrieve_unreadable", sop_instance_uid=instance.sop_uid, error=str(exc), **self.log_fields)
@@ -200,12 +187,38 @@ class SubOperations:
     def _converted(self, instance: StoredInstance) -> tuple[int, bytes] | None:
         """The instance re-encoded in an uncompressed syntax the peer took."""
         offered = {ts: cx for (sop_class, ts), cx in self.usable.items() if sop_class == instance.sop_class_uid}
-        note = retrieve.syntax_note(instance, {instance.sop_class_uid: set(offered)})
+        note = syntax_note(instance, set(offered))
         _log.warning("retrieve_transfer_syntax", sop_instance_uid=instance.sop_uid, note=note, **self.log_fields)
         if UID(instance.transfer_syntax).is_compressed:
             return None
         for syntax, context_id in sorted(offered.items()):
             if not UID(syntax).is_compressed:
-                ds = retrieve.load(self.storage, instance)
+                ds = self.archive.load_instance(instance)
                 return context_id, dataset.encode(ds, UID(syntax))
         return None
+
+
+MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
+UNCOMPRESSED: list[str | UID] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+
+
+def contexts(stored: Iterable[StoredInstance]) -> list[PresentationContext]:
+    """Contexts for a sub-association: each SOP class in each stored syntax
+    first, then an uncompressed fallback per SOP class while IDs remain."""
+    exact = sorted({(i.sop_class_uid, i.transfer_syntax) for i in stored})
+    result = [build_context(sop_class, [syntax]) for sop_class, syntax in exact[:MAX_CONTEXTS]]
+    for sop_class in sorted({sop_class for sop_class, _ in exact}):
+        if len(result) >= MAX_CONTEXTS:
+            break
+        result.append(build_context(sop_class, UNCOMPRESSED))
+    return result
+
+
+def syntax_note(instance: StoredInstance, offered: set[str]) -> str:
+    """'' if the peer takes the stored syntax, else what will happen."""
+    if instance.transfer_syntax in offered:
+        return ""
+    stored = UID(instance.transfer_syntax)
+    if offered and not stored.is_compressed and any(not UID(t).is_compressed for t in offered):
+        return f"converting from {stored.name} to a syntax the peer accepted"
+    return f"peer accepted no transfer syntax usable for {stored.name}"

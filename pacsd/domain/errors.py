@@ -1,6 +1,6 @@
 """Why an object was refused, as domain exceptions.
 
-Each carries the comment a sender sees; :mod:`pacsd.dimse.statuses` maps
+Each carries the comment a sender sees; :mod:`pacsd.wire.statuses` maps
 each class to one DIMSE status, in one table.
 """
 

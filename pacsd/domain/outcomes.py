@@ -13,6 +13,7 @@ class Result(Enum):
     STORED = "stored"
     ALREADY_STORED = "already_stored"  # identical re-send: nothing changed
     DUPLICATE_KEPT = "duplicate_kept"  # different content: stored copy kept
+    STAGED = "staged"  # a caching-proxy fetch's arrival: kept in staging, not indexed
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -73,3 +74,20 @@ def stored_dataset(path: Path) -> bytes:
     """The dataset bytes of a Part 10 file pacsd wrote (after its file meta)."""
     data = path.read_bytes()
     return data[dataset_offset(data, len(data), path) :]
+
+
+@dataclass(frozen=True)
+class FileRegion:
+    """*length* bytes of the file at *path* from *offset*: a dataset sent
+    from disk, read in chunks while it goes out."""
+
+    path: str
+    offset: int
+    length: int
+
+    @classmethod
+    def of(cls, spooled: Spooled) -> FileRegion:
+        return cls(spooled.path, 0, spooled.size)
+
+    def __len__(self) -> int:
+        return self.length

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pacsd.domain.outcomes import FetchRecord
 from pacsd.index.db import reading
 from pacsd.index.models import Fetch, database
 
@@ -30,9 +31,8 @@ RECORD = (
 )
 
 
-def record(
-    conn: Any, study_uid: str, upstream: str, done: bool, expected: int, received: int, seconds: float, detail: str
-) -> None:
+def record(conn: Any, fetch: FetchRecord) -> None:
     """Write a fetch record, on the writer's connection *conn* (in its transaction)."""
-    outcome = "done" if done else "failed"
-    conn.execute(RECORD, (study_uid, upstream, outcome, expected, received, seconds, detail))
+    outcome = "done" if fetch.done else "failed"
+    values = (fetch.study_uid, fetch.upstream, outcome, fetch.expected, fetch.received, fetch.seconds, fetch.detail)
+    conn.execute(RECORD, values)

@@ -27,7 +27,6 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from pacsd.domain import charset
 from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import StoredInstance
@@ -211,7 +210,6 @@ def _requests(series_pk: int, keys: list[str]) -> Sequence:
 def find(
     identifier: Dataset,
     model: InformationModel,
-    retrieve_ae: str,
     max_values: int = DEFAULT_MAX_VALUES,
     page_rows: int = PAGE_ROWS,
 ) -> Iterator[Dataset]:
@@ -221,22 +219,20 @@ def find(
     require_unique_keys(identifier, level, model)
     check_list_lengths(identifier, max_values)
     plan = _plan(identifier, level, [])
-    requested_charset = charset.requested(identifier)
     after = 0  # row ids are positive
     while True:
         with reading():
             rows = list(database.execute_sql(*plan.page(after, page_rows)))
-            responses = [_response(plan, row, retrieve_ae, requested_charset) for row in rows]
+            responses = [_response(plan, row) for row in rows]
         yield from responses
         if len(rows) < page_rows:
             return
         after = rows[-1][0]
 
 
-def _response(plan: _Plan, row: Any, retrieve_ae: str, requested_charset: Any) -> Dataset:
+def _response(plan: _Plan, row: Any) -> Dataset:
     response = Dataset()
     response.QueryRetrieveLevel = plan.level.name
-    response.RetrieveAETitle = retrieve_ae
     for elem, attribute, index in plan.returned:
         if attribute is None or index is None:
             _set_empty(response, elem)
@@ -244,7 +240,6 @@ def _response(plan: _Plan, row: Any, retrieve_ae: str, requested_charset: Any) -
             response.add_new(elem.tag, dictionary_VR(elem.tag), _value(attribute, row[index]))
     if plan.request_keys is not None:
         response.RequestAttributesSequence = _requests(row[plan.request_series], plan.request_keys)
-    charset.declare(response, requested_charset)
     return response
 
 

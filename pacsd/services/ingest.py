@@ -1,7 +1,7 @@
 """One object in: validate, write the file, index it, answer.
 
-The same path serves C-STORE from a modality and (later) objects arriving
-from an upstream fetch. Order matters and is the whole point:
+The same path serves C-STORE (and STOW-RS) from a modality, imports from
+disk, and (all of one study at once) objects fetched by the caching proxy. Order matters and is the whole point:
 
 1. read and check the header (nothing written yet);
 2. write the Part 10 file under a temporary name;
@@ -21,22 +21,18 @@ Instance UID keeps the stored one and is answered with a warning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-from pacsd.domain.errors import Refusal, RequestMismatch, StorageFailure
+from pacsd.domain.errors import RequestMismatch, StorageFailure
 from pacsd.domain.header import Header
 from pacsd.domain.limits import Limits
-from pacsd.domain.outcomes import Linked, Outcome, Placement, Result
+from pacsd.domain.outcomes import FetchRecord, Linked, Outcome, Placement, Result
 from pacsd.domain.part10 import dataset_extent, file_meta, file_parts
 from pacsd.domain.received import Received, Spooled, received_from_file, validate
-from pacsd.index import identity, writeahead
-from pacsd.index.writer import IndexWriter
-from pacsd.storage.files import Storage, fsync_dir
-from pacsd.storage.syncer import Syncer
+from pacsd.ports import FileStore, Flusher, Index, IndexTransaction
 
 # Objects up to this size (file bytes) travel in the commit as a write-ahead
 # copy: one flush per group of objects instead of three (file, directory,
@@ -61,11 +57,11 @@ def _chunks(dataset: bytes | Spooled) -> Iterator[Iterator[bytes | memoryview]]:
 
 
 class Ingest:
-    def __init__(self, storage: Storage, writer: IndexWriter, syncer: Syncer, limits: Limits) -> None:
+    def __init__(self, storage: FileStore, index: Index, flusher: Flusher, limits: Limits) -> None:
         self.storage = storage
         self.limits = limits
-        self.writer = writer
-        self.syncer = syncer
+        self.index = index
+        self.flusher = flusher
 
     def store(self, received: Received) -> Outcome:
         """Store *received*; raise a :class:`pacsd.domain.errors.Refusal` if refused."""
@@ -88,23 +84,19 @@ class Ingest:
             raise StorageFailure(f"cannot write file: {exc.strerror or exc}") from None
         placed = False
         try:
-            linked: Linked = self.writer.run(
-                lambda conn: self._link(conn, header, received, temp, relative, size, copy),
+            linked: Linked = self.index.write(
+                lambda tx: self._link(tx, header, received, temp, relative, size, copy),
                 self._unplace,
             )
             placed = linked.placement is Placement.NEW
-        except Refusal:
-            raise
-        except OSError as exc:
+        except OSError as exc:  # placing the file; a full disk in the index is StorageFailure already
             raise StorageFailure(f"cannot store file: {exc.strerror or exc}") from None
-        except Exception as exc:
-            raise StorageFailure(f"index write failed: {exc}") from exc
         finally:
             if not placed:  # a placed file was renamed away: no unlink, no lock on tmp/
                 self.storage.remove(temp)
         if placed:
             if copy is not None:
-                self.syncer.written(linked.instance_id)
+                self.flusher.written(linked.instance_id)
             return Outcome(Result.STORED, header)
         if self._same_dataset(linked.stored_path, received.dataset):
             return Outcome(Result.ALREADY_STORED, header)
@@ -115,12 +107,13 @@ class Ingest:
             "content; the stored object was kept and this one discarded",
         )
 
-    def store_all(self, files: list[Path], expect_study: str, record: Callable[[Any], object]) -> int:
+    def store_all(self, files: list[Path], fetch: FetchRecord) -> int:
         """Index every Part 10 file in *files* (fsynced, on this filesystem)
-        in one savepoint, or none: any refusal, including a file of another
-        study than *expect_study*, rolls all of them back and removes the
-        files it had placed. *record* runs in the same savepoint (the fetch
-        record). Returns how many objects were new."""
+        and the record of the *fetch* that brought them in one unit of work,
+        or none: any refusal, including a file of another study than the
+        fetch's, rolls all of them back and removes the files it had placed.
+        Returns how many objects were new."""
+        expect_study = fetch.study_uid
         items = []
         for path in files:
             received = received_from_file(path)
@@ -132,12 +125,12 @@ class Ingest:
             relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
             items.append((header, received, path, relative, path.stat().st_size))
 
-        def apply(conn: Any) -> list[Linked]:
+        def apply(tx: IndexTransaction) -> list[Linked]:
             linked: list[Linked] = []
             try:
                 for header, received, path, relative, size in items:
-                    linked.append(self._link(conn, header, received, path, relative, size))
-                record(conn)
+                    linked.append(self._link(tx, header, received, path, relative, size))
+                tx.record_fetch(fetch)
             except BaseException:
                 for done in linked:
                     self._unplace(done)
@@ -149,16 +142,14 @@ class Ingest:
                 self._unplace(done)
 
         try:
-            results: list[Linked] = self.writer.run(apply, undo)
-        except Refusal:
-            raise
+            results: list[Linked] = self.index.write(apply, undo)
         except OSError as exc:
             raise StorageFailure(f"cannot store files: {exc.strerror or exc}") from None
         return sum(1 for linked in results if linked.placement is Placement.NEW)
 
     def _link(
         self,
-        conn: Any,
+        tx: IndexTransaction,
         header: Header,
         received: Received,
         temp: str | Path,
@@ -166,18 +157,18 @@ class Ingest:
         size: int,
         copy: bytes | None = None,
     ) -> Linked:
-        """Runs on the index writer, inside a savepoint. The placed file is
+        """Runs in the unit of work *tx*. The placed file is
         made durable by this commit: through *copy*, its write-ahead bytes,
         if given, else by fsyncing the directories its rename changed."""
-        linked = identity.link(conn, header, relative, size, received.transfer_syntax)
+        linked = tx.link(header, relative, size, received.transfer_syntax)
         if linked.placement is Placement.NEW:
             try:
                 changed = self.storage.place(temp, relative)
                 if copy is not None:
-                    writeahead.add(conn, linked.instance_id, copy)
+                    tx.keep_copy(linked.instance_id, copy)
                 else:
                     for directory in changed:
-                        self.writer.before_commit(directory, partial(fsync_dir, directory))
+                        tx.before_commit(directory, partial(self.storage.sync_directory, directory))
             except BaseException:
                 self._unplace(linked)
                 raise

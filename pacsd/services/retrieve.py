@@ -1,66 +1,45 @@
-"""Retrieve: which stored instances a C-MOVE/C-GET asks for, and how to
-send each one in the transfer syntax it was stored in.
+"""Reading stored instances back for a retrieve: as the bytes they were
+stored in (the common case: no decoding), or decoded to be re-encoded.
 
-Objects go out as they were stored. Only when the peer accepted nothing
-but another syntax for a SOP class are they converted (explicit <->
-implicit VR); :func:`syntax_note` says so, and the adapters log it.
+Objects go out as they were stored; the DIMSE adapter converts (explicit
+<-> implicit VR) only when the peer accepted no context for the stored
+syntax.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom.presentation import PresentationContext, build_context
 
-from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import StoredInstance
-from pacsd.domain.query import InformationModel
-from pacsd.index.db import reading
-from pacsd.index.search import instances
-from pacsd.storage.files import Storage
+from pacsd.domain.part10 import FileRegion, dataset_offset
+from pacsd.ports import FileStore
 
-MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
-UNCOMPRESSED: list[str | UID] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+READ_WHOLE_MAX = 4 * 1024 * 1024  # larger datasets are sent from their file as they are read
 
-
-def select(identifier: Dataset, model: InformationModel, limits: Limits) -> list[StoredInstance]:
-    """The instances *identifier* asks for, read in one short read; a list
-    key longer than ``limits.max_query_values`` is QueryOverBudget (an
-    InvalidQuery, so the adapters answer 0xA900)."""
-    with reading():
-        return instances(identifier, model, limits.max_query_values)
+StoredDataset = memoryview | FileRegion
 
 
-def load(storage: Storage, instance: StoredInstance) -> Dataset:
+def stored_dataset(storage: FileStore, instance: StoredInstance) -> StoredDataset:
+    """The stored dataset bytes of *instance* (after its file meta): read
+    whole, or for a large one the region of its file (one open either way).
+    OSError or ValueError if the file is gone or damaged."""
+    path = str(storage.absolute(instance.path))
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > READ_WHOLE_MAX:
+            offset = dataset_offset(file.read(144), size, path)
+            return FileRegion(path, offset, size - offset)
+        data = file.read()  # one read: this runs per sub-operation
+    return memoryview(data)[dataset_offset(data, len(data), path) :]
+
+
+def load(storage: FileStore, instance: StoredInstance) -> Dataset:
     """The stored object, decoded (to be re-encoded in another syntax);
     ValueError if it cannot be read."""
     try:
         return dcmread(storage.absolute(instance.path))
     except Exception as exc:
         raise ValueError(f"{instance.path}: {exc}") from None
-
-
-def contexts(stored: Iterable[StoredInstance]) -> list[PresentationContext]:
-    """Contexts for a sub-association: each SOP class in each stored syntax
-    first, then an uncompressed fallback per SOP class while IDs remain."""
-    exact = sorted({(i.sop_class_uid, i.transfer_syntax) for i in stored})
-    result = [build_context(sop_class, [syntax]) for sop_class, syntax in exact[:MAX_CONTEXTS]]
-    for sop_class in sorted({sop_class for sop_class, _ in exact}):
-        if len(result) >= MAX_CONTEXTS:
-            break
-        result.append(build_context(sop_class, UNCOMPRESSED))
-    return result
-
-
-def syntax_note(instance: StoredInstance, accepted: dict[str, set[str]]) -> str:
-    """'' if the peer takes the stored syntax, else what will happen."""
-    offered = accepted.get(instance.sop_class_uid, set())
-    if instance.transfer_syntax in offered:
-        return ""
-    stored = UID(instance.transfer_syntax)
-    if offered and not stored.is_compressed and any(not UID(t).is_compressed for t in offered):
-        return f"converting from {stored.name} to a syntax the peer accepted"
-    return f"peer accepted no transfer syntax usable for {stored.name}"

@@ -15,21 +15,18 @@ import threading
 import time
 
 from pacsd import log
-from pacsd.index import writeahead
-from pacsd.index.models import database
-from pacsd.index.writer import IndexWriter
-from pacsd.storage.files import Storage
+from pacsd.ports import FileStore, Index
 
 INTERVAL = 0.1  # seconds a batch gathers before its flush
 MAX_BATCH = 2000  # files; a full batch is flushed at once
 
 
 class Syncer:
-    """One per serving process, beside its :class:`IndexWriter`."""
+    """One per serving process, beside its index (:class:`pacsd.ports.Flusher`)."""
 
-    def __init__(self, storage: Storage, writer: IndexWriter, interval: float = INTERVAL) -> None:
+    def __init__(self, storage: FileStore, index: Index, interval: float = INTERVAL) -> None:
         self.storage = storage
-        self.writer = writer
+        self.index = index
         self.interval = interval
         self._pending: list[int] = []
         self._wake = threading.Condition()
@@ -41,7 +38,7 @@ class Syncer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Flush what is pending, then stop (before the writer stops)."""
+        """Flush what is pending, then stop (before the index closes)."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
@@ -72,7 +69,7 @@ class Syncer:
         while batch := self._next_batch():
             try:
                 self.storage.sync()
-                self.writer.run(lambda conn: writeahead.drop(conn, batch), lambda _: None)
+                self.index.write(lambda tx: tx.drop_copies(batch), lambda _: None)
             except Exception as exc:
                 # The copies stay in the index (replayed at start-up if it
                 # comes to that); try again with the next batch.
@@ -84,16 +81,15 @@ class Syncer:
                 time.sleep(self.interval)
 
 
-def replay(storage: Storage) -> int:
-    """Rewrite the file of every write-ahead copy in the bound index, make
+def replay(storage: FileStore, index: Index) -> int:
+    """Rewrite the file of every write-ahead copy in *index* (started), make
     them durable and drop the copies. Only before anything serves. Returns
     how many files were rewritten."""
     done = []
-    for instance_id, relative, data in writeahead.pending():
+    for instance_id, relative, data in index.copies():
         storage.place(storage.write_temp([data], sync=False), relative)
         done.append(instance_id)
     if done:
         storage.sync()
-        with database.atomic("IMMEDIATE"):
-            writeahead.drop(database.connection(), done)
+        index.write(lambda tx: tx.drop_copies(done), lambda _: None)
     return len(done)

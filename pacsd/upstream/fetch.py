@@ -19,7 +19,7 @@ before:
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Iterator
 
 from pydicom.dataset import Dataset
 from pynetdicom.presentation import build_context
@@ -31,27 +31,18 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from pacsd import log
 from pacsd.config import Settings, Upstream
-from pacsd.dimse import statuses
 from pacsd.domain import uid
-from pacsd.domain.errors import Refusal
-from pacsd.domain.outcomes import Shortfall
-from pacsd.domain.query import text_value
+from pacsd.domain.errors import Cancelled, Refusal
+from pacsd.domain.header import Header
+from pacsd.domain.outcomes import FetchRecord, Shortfall
+from pacsd.domain.query import InformationModel, text_value
 from pacsd.domain.received import Received
-from pacsd.index import fetches
-from pacsd.services.ingest import Ingest
-from pacsd.upstream.session import (
-    SYNTAXES,
-    Cancelled,
-    ClientGone,
-    Session,
-    UpstreamError,
-    Watch,
-    final_status,
-    outgoing,
-)
-from pacsd.upstream.staging import StagedFetch, Staging
-from pacsd.wire import command, dataset
-from pacsd.wire.link import Message
+from pacsd.ports import FetchSink, Index, LogFields
+from pacsd.upstream import query
+from pacsd.upstream.session import SYNTAXES, UpstreamError, UpstreamSession, Watch, final_status, outgoing
+from pacsd.upstream.staging import LockTimeout, StagedFetch, Staging
+from pacsd.wire import command, dataset, statuses
+from pacsd.wire.link import ClientGone, Message
 
 _log = log.get("pacsd.virtual")
 
@@ -71,11 +62,13 @@ class FetchFailed(Exception):
 
 
 class Proxy:
-    def __init__(self, settings: Settings, ingest: Ingest, staging: Staging) -> None:
+    """The caching proxy as a :class:`pacsd.ports.Source` of the Archive."""
+
+    def __init__(self, settings: Settings, index: Index, staging: Staging) -> None:
         assert settings.virtual is not None
         self.ae_title = settings.server.ae_title
         self.upstreams = settings.virtual.upstreams
-        self.ingest = ingest
+        self.index = index
         self.staging = staging
         self.limits = settings.limits
         self.spool_dir = str(staging.storage.tmp)
@@ -83,47 +76,54 @@ class Proxy:
 
     # -- arrivals ----------------------------------------------------------
 
-    def fetch_arrival(self, originator_ae: str, originator_id: int, calling_ae: str) -> int | None:
+    def fetch_of(self, originator_ae: str, originator_id: int, calling_ae: str) -> int | None:
         """The Message ID of the fetch a C-STORE belongs to: sent by an
         upstream on behalf of our own C-MOVE. None: an ordinary store."""
         if originator_ae == self.ae_title and calling_ae in self._upstream_aes and originator_id:
             return originator_id
         return None
 
-    def stage_arrival(self, message_id: int, received: Received, where: dict[str, Any]) -> tuple[int, str]:
-        """Keep an arrival of fetch *message_id* in staging (C-MOVE arrivals
-        on any association, C-GET ones on the fetch's); the (status, error
-        comment) to answer the upstream with."""
+    def stage(self, fetch_id: int, received: Received) -> Header:
+        """Keep an arrival of fetch *fetch_id* in staging (C-MOVE arrivals
+        on any association, C-GET ones on the fetch's); raises a Refusal."""
+        return self.staging.stage(fetch_id, received.source_ae, received)
+
+    def _answer_arrival(self, fetch_id: int, received: Received, log_fields: LogFields) -> tuple[int, str]:
+        """Stage an arrival of our own C-GET; the (status, comment) for the upstream."""
         try:
-            self.staging.stage(message_id, received.source_ae, received)
-        except Refusal as refusal:
-            code = statuses.store_refusal_code(refusal)
+            self.stage(fetch_id, received)
+        except Exception as exc:  # a bug as well as a refusal: the fetch then misses this object and fails
+            code, comment = statuses.store_failure(exc)
             _log.warning("stage_refused", sop_instance_uid=received.sop_instance_uid, status=f"0x{code:04X}",
-                         reason=str(refusal), fetch=message_id, **where)  # fmt: skip
-            return code, str(refusal)
-        except Exception as exc:  # a bug: answer, log; the fetch then misses this object and fails
-            _log.exception("stage_failed", sop_instance_uid=received.sop_instance_uid, fetch=message_id, **where)
-            return statuses.PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
+                         reason=comment, fetch=fetch_id, **log_fields)  # fmt: skip
+            return code, comment
         return statuses.SUCCESS, ""
+
+    # -- queries ---------------------------------------------------------------
+
+    def matches(
+        self, identifier: Dataset, model: InformationModel, watch: Watch, problems: list[str], log_fields: LogFields
+    ) -> Iterator[Dataset]:
+        return query.upstream_matches(self, identifier, model, watch, problems, log_fields)
 
     # -- retrieves ---------------------------------------------------------
 
-    def make_local(self, query: Dataset, watch: Watch, where: dict[str, Any]) -> list[Shortfall]:
-        """Fetch what *query* (a C-MOVE/C-GET identifier) asks for and is
-        not local. Returns what could not be made local; raises what our
-        client's link raised if it went away."""
-        studies, shortfalls = self._studies(query, watch, where)
+    def make_local(self, identifier: Dataset, watch: Watch, sink: FetchSink, log_fields: LogFields) -> list[Shortfall]:
+        """Fetch what a C-MOVE/C-GET *identifier* asks for and is not local,
+        handing each whole study to *sink*. Returns what could not be made
+        local; raises what our client's link raised if it went away."""
+        studies, shortfalls = self._studies(identifier, watch, log_fields)
         for study_uid in studies:
-            if fetches.fetched_whole(study_uid):
+            if self.index.fetched_whole(study_uid):
                 continue
-            shortfall = self._make_study_local(study_uid, watch, where)
+            shortfall = self._make_study_local(study_uid, watch, sink, log_fields)
             if shortfall is not None:
                 shortfalls.append(shortfall)
                 if shortfall.cancelled:
                     break
         return shortfalls
 
-    def _studies(self, query: Dataset, watch: Watch, where: dict[str, Any]) -> tuple[list[str], list[Shortfall]]:
+    def _studies(self, query: Dataset, watch: Watch, where: LogFields) -> tuple[list[str], list[Shortfall]]:
         """The studies *query* names, or (patient level) the upstreams hold
         for its patient."""
         named = [u.strip() for u in text_value(query.get("StudyInstanceUID")).split("\\") if u.strip()]
@@ -151,18 +151,18 @@ class Proxy:
                 shortfalls.append(Shortfall("", 0, f"cannot ask {upstream.remote.name} for the studies: {exc}"))
         return studies, shortfalls
 
-    def _make_study_local(self, study_uid: str, watch: Watch, where: dict[str, Any]) -> Shortfall | None:
+    def _make_study_local(self, study_uid: str, watch: Watch, sink: FetchSink, where: LogFields) -> Shortfall | None:
         problems = []
         longest = max(u.fetch_timeout for u in self.upstreams)
         try:
             with self.staging.study_lock(study_uid, watch, longest):
-                if fetches.fetched_whole(study_uid):  # another client's fetch, which we waited for
+                if self.index.fetched_whole(study_uid):  # another client's fetch, which we waited for
                     return None
                 for upstream in self.upstreams:
                     name = upstream.remote.name
                     with self.staging.slot(name, upstream.max_fetches, watch, upstream.fetch_timeout):
                         try:
-                            expected = self._fetch(upstream, study_uid, watch, where)
+                            expected = self._fetch(upstream, study_uid, watch, sink, where)
                         except UpstreamError as exc:
                             problems.append(str(exc))
                             continue
@@ -172,11 +172,14 @@ class Proxy:
                         return None
         except Cancelled:  # while waiting for a lock, or asking what the upstream holds
             return Shortfall(study_uid, 0, "cancelled by the client before the fetch began", True)
+        except LockTimeout as exc:  # another fetch of the study, or every fetch slot, held too long
+            _log.warning("fetch_lock_timeout", study_uid=study_uid, reason=str(exc), **where)
+            return Shortfall(study_uid, 0, f"study {study_uid} not fetched: {exc}")
         if problems:
             return Shortfall(study_uid, 0, "; ".join(problems))
         return None  # no upstream holds it: what is local is all there is
 
-    def _fetch(self, upstream: Upstream, study_uid: str, watch: Watch, where: dict[str, Any]) -> int:
+    def _fetch(self, upstream: Upstream, study_uid: str, watch: Watch, sink: FetchSink, where: LogFields) -> int:
         """Fetch one study whole from *upstream*; the number of instances it
         holds (0: none, nothing to do). Raises UpstreamError before anything
         was retrieved, FetchFailed or Cancelled after."""
@@ -186,7 +189,7 @@ class Proxy:
         expected = self._survey(upstream, study_uid, watch, deadline)
         if not expected:
             return 0
-        if set(expected) <= fetches.stored_sops(study_uid):
+        if set(expected) <= self.index.stored_sops(study_uid):
             return len(expected)
         fields = {"upstream": name, "study_uid": study_uid, "expected": len(expected), **where}
         _log.info("fetch_started", method=upstream.retrieve, **fields)
@@ -198,18 +201,18 @@ class Proxy:
             except UpstreamError as exc:  # the retrieve had begun: a failed fetch, not an unreachable upstream
                 raise FetchFailed(str(exc)) from None
             received = len(staged.objects())
-            self._commit(upstream, study_uid, staged, expected, received, start)
+            self._commit(sink, upstream, study_uid, staged, expected, received, start)
         except Cancelled:
             reason = f"cancelled by the client after {len(staged.objects())} of {len(expected)} arrived"
-            self._failed(upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
+            self._failed(sink, upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
             raise FetchFailed(reason, len(expected), cancelled=True) from None
         except (FetchFailed, Refusal) as exc:
             reason = str(exc) if isinstance(exc, FetchFailed) else f"{name}: the fetched study was refused: {exc}"
-            self._failed(upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
+            self._failed(sink, upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
             raise FetchFailed(reason, len(expected)) from None
         except ClientGone:
             self._failed(
-                upstream, study_uid, len(expected), len(staged.objects()), start, "our client went away", fields
+                sink, upstream, study_uid, len(expected), len(staged.objects()), start, "our client went away", fields
             )
             raise
         finally:
@@ -231,7 +234,9 @@ class Proxy:
         series_keys.StudyInstanceUID = study_uid
         series_keys.SeriesInstanceUID = ""
         expected: dict[str, str] = {}
-        with Session.open(upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline, self.limits) as session:
+        with UpstreamSession.open(
+            upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline, self.limits
+        ) as session:
             series = [text_value(ds.get("SeriesInstanceUID")).strip() for ds in _find(session, series_keys, watch)]
             for series_uid in filter(None, series):
                 keys = Dataset()
@@ -262,7 +267,7 @@ class Proxy:
                 cx = build_context(sop_class, SYNTAXES)
                 cx.scp_role = True
                 contexts.append(cx)
-        with Session.open(upstream, self.ae_title, contexts, deadline, self.limits, self.spool_dir) as session:
+        with UpstreamSession.open(upstream, self.ae_title, contexts, deadline, self.limits, self.spool_dir) as session:
             if upstream.retrieve == "move":
                 abstract, field = MOVE, command.C_MOVE_RQ
                 extra = [(command.MOVE_DESTINATION, "AE", self.ae_title)]
@@ -274,7 +279,7 @@ class Proxy:
                 if message.command.field == command.C_STORE_RQ:
                     received = dataset.received(message, upstream.remote.ae_title)
                     try:
-                        answer = self.stage_arrival(staged.message_id, received, {"upstream": name})
+                        answer = self._answer_arrival(staged.message_id, received, {"upstream": name})
                     finally:
                         message.discard()  # staged (copied) by now, or refused
                     session.answer_store(message, *answer)
@@ -292,8 +297,8 @@ class Proxy:
             )
 
     def _commit(
-        self, upstream: Upstream, study_uid: str, staged: StagedFetch, expected: dict[str, str], received: int,
-        start: float,
+        self, sink: FetchSink, upstream: Upstream, study_uid: str, staged: StagedFetch, expected: dict[str, str],
+        received: int, start: float,
     ) -> None:  # fmt: skip
         name = upstream.remote.name
         files = staged.objects()
@@ -308,36 +313,31 @@ class Proxy:
         if unexpected:
             raise FetchFailed(f"{name} sent {len(unexpected)} object(s) it had not announced, e.g. {unexpected[0]}")
 
-        def record(conn: Any) -> None:
-            fetches.record(conn, study_uid, name, True, len(expected), received, time.monotonic() - start, "")
-
-        self.ingest.store_all(files, study_uid, record)
+        fetch = FetchRecord(study_uid, name, True, len(expected), received, time.monotonic() - start)
+        sink.store_fetched(files, fetch)
 
     def _failed(
-        self, upstream: Upstream, study_uid: str, expected: int, received: int, start: float, reason: str,
-        fields: dict[str, Any],
+        self, sink: FetchSink, upstream: Upstream, study_uid: str, expected: int, received: int, start: float,
+        reason: str, fields: LogFields,
     ) -> None:  # fmt: skip
         seconds = time.monotonic() - start
         _log.warning("fetch_failed", outcome="failed", received=received, reason=reason, ms=round(seconds * 1000, 1),
                      **fields)  # fmt: skip
 
-        def record(conn: Any) -> None:
-            fetches.record(conn, study_uid, upstream.remote.name, False, expected, received, seconds, reason)
-
         try:
-            self.ingest.writer.run(record, lambda _: None)
+            sink.record_fetch(FetchRecord(study_uid, upstream.remote.name, False, expected, received, seconds, reason))
         except Exception:
             _log.exception("fetch_record_failed", **fields)
 
-    # -- queries -------------------------------------------------------------
-
     def find(self, upstream: Upstream, keys: Dataset, watch: Watch, deadline: float) -> list[Dataset]:
         """C-FIND (Study Root) on *upstream*, through its query filter."""
-        with Session.open(upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline, self.limits) as session:
+        with UpstreamSession.open(
+            upstream, self.ae_title, [build_context(FIND, SYNTAXES)], deadline, self.limits
+        ) as session:
             return list(_find(session, keys, watch))
 
 
-def _find(session: Session, keys: Dataset, watch: Watch) -> list[Dataset]:
+def _find(session: UpstreamSession, keys: Dataset, watch: Watch) -> list[Dataset]:
     """One Study Root C-FIND on an open session, through the query filter."""
     query = outgoing(session.upstream, keys)
     return [] if query is None else list(session.find(FIND, query, watch))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 from pynetdicom.presentation import build_context
@@ -19,8 +19,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from pacsd import log
 from pacsd.domain.query import InformationModel
-from pacsd.upstream.fetch import Proxy
-from pacsd.upstream.session import SYNTAXES, Session, UpstreamError, Watch, outgoing
+from pacsd.ports import LogFields
+from pacsd.upstream.session import SYNTAXES, UpstreamError, UpstreamSession, Watch, outgoing
+
+if TYPE_CHECKING:
+    from pacsd.upstream.fetch import Proxy
 
 _log = log.get("pacsd.virtual")
 
@@ -31,10 +34,9 @@ FIND = {
 
 
 def upstream_matches(
-    proxy: Proxy, query: Dataset, model: InformationModel, watch: Watch, problems: list[str], where: dict[str, Any]
+    proxy: Proxy, query: Dataset, model: InformationModel, watch: Watch, problems: list[str], where: LogFields
 ) -> Iterator[Dataset]:
-    """Every upstream's responses to *query*, through its query filter,
-    with RetrieveAETitle made ours (clients retrieve through pacsd). An
+    """Every upstream's responses to *query*, through its query filter. An
     upstream that fails adds to *problems* and is skipped."""
     for upstream in proxy.upstreams:
         name = upstream.remote.name
@@ -45,10 +47,8 @@ def upstream_matches(
         abstract = FIND[model]
         try:
             contexts = [build_context(abstract, SYNTAXES)]
-            with Session.open(upstream, proxy.ae_title, contexts, deadline, proxy.limits) as session:
-                for response in session.find(abstract, keys, watch):
-                    response.RetrieveAETitle = proxy.ae_title
-                    yield response
+            with UpstreamSession.open(upstream, proxy.ae_title, contexts, deadline, proxy.limits) as session:
+                yield from session.find(abstract, keys, watch)
         except UpstreamError as exc:
             _log.warning("upstream_find_failed", upstream=name, reason=str(exc), **where)
             problems.append(str(exc))

@@ -22,10 +22,11 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.presentation import PresentationContext
 
 from pacsd.config import Upstream
+from pacsd.domain.errors import Cancelled
 from pacsd.domain.limits import BudgetExceeded, Limits
 from pacsd.wire import command, dataset, requestor
 from pacsd.wire.command import Command
-from pacsd.wire.link import LINK_ENDED, Aborted, Link, Message
+from pacsd.wire.link import LINK_ENDED, Link, Message
 from pacsd.wire.pdu import ProtocolError
 
 WATCH_INTERVAL = 0.1
@@ -41,20 +42,11 @@ class UpstreamError(Exception):
     the message says which and names the upstream."""
 
 
-class Cancelled(Exception):
-    """Our client cancelled while the upstream was working."""
-
-
-class ClientGone(Aborted):
-    """Our client's association ended (abort, release, broken connection)
-    while we waited on the upstream; the acceptor closes it as aborted."""
-
-
 def no_watch() -> None:
     pass
 
 
-class Session:
+class UpstreamSession:
     """One association with an upstream."""
 
     def __init__(self, upstream: Upstream, link: Link, deadline: float) -> None:
@@ -73,7 +65,7 @@ class Session:
         deadline: float,
         limits: Limits,
         spool_dir: str | None = None,
-    ) -> Session:
+    ) -> UpstreamSession:
         """An association with *upstream*; what it sends is bounded by
         *limits*, and C-STOREs it sends (C-GET) spool to *spool_dir*."""
         remote = upstream.remote
@@ -90,7 +82,7 @@ class Session:
         link.sock.settimeout(upstream.response_timeout)
         return cls(upstream, link, deadline)
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> UpstreamSession:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -29,17 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pacsd.domain import uid
-from pacsd.domain.errors import Refusal
+from pacsd.domain.errors import NoFetchWaiting
+from pacsd.domain.header import Header
 from pacsd.domain.limits import Limits
 from pacsd.domain.part10 import file_meta, file_parts
 from pacsd.domain.received import Received, validate
-from pacsd.storage.files import Storage
+from pacsd.ports import FileStore
 
 LOCK_POLL = 0.05  # seconds between tries of a busy lock
-
-
-class NotStaging(Refusal):
-    """A fetch arrival for a fetch that is over (or never was)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +50,7 @@ class StagedFetch:
 
 
 class Staging:
-    def __init__(self, storage: Storage, limits: Limits) -> None:
+    def __init__(self, storage: FileStore, limits: Limits) -> None:
         self.storage = storage
         self.limits = limits
         self.root = storage.root / "staging"
@@ -97,7 +94,7 @@ class Staging:
         if dead.exists():  # an arrival slipped a file in while it was listed
             shutil.rmtree(dead, ignore_errors=True)
 
-    def stage(self, message_id: int, calling_ae: str, received: Received) -> None:
+    def stage(self, message_id: int, calling_ae: str, received: Received) -> Header:
         """Validate an arrival of fetch *message_id* from *calling_ae* exactly
         as ingest would, and keep it in the fetch's directory. Raises a
         Refusal (the sender gets its status) if it is invalid or if no such
@@ -106,9 +103,9 @@ class Staging:
         try:
             meta = json.loads((directory / "meta.json").read_text())
         except (OSError, ValueError):
-            raise NotStaging(f"no fetch is waiting for Move Originator Message ID {message_id}") from None
+            raise NoFetchWaiting(f"no fetch is waiting for Move Originator Message ID {message_id}") from None
         if meta["upstream_ae"] != calling_ae:
-            raise NotStaging(f"fetch {message_id} is from {meta['upstream_ae']}, not {calling_ae}")
+            raise NoFetchWaiting(f"fetch {message_id} is from {meta['upstream_ae']}, not {calling_ae}")
         header = validate(received, self.limits)
         uid.require(header.sop_instance_uid, "SOP Instance UID used in a path")
         try:
@@ -116,7 +113,8 @@ class Staging:
             temp = self.storage.write_temp(chunks, directory, tail=tail)
             os.rename(temp, directory / f"{header.sop_instance_uid}.dcm")
         except FileNotFoundError:
-            raise NotStaging(f"fetch {message_id} ended while this object arrived") from None
+            raise NoFetchWaiting(f"fetch {message_id} ended while this object arrived") from None
+        return header
 
     @contextmanager
     def study_lock(self, study_uid: str, watch: Callable[[], None], timeout: float) -> Iterator[None]:

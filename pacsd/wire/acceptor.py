@@ -62,7 +62,7 @@ _log = log.get("pacsd.association")
 
 
 @dataclass(frozen=True)
-class Session:
+class Association:
     """Who is on the other end of an association on the lean path."""
 
     serial: int
@@ -75,7 +75,7 @@ class Session:
         return {"assoc": self.serial, "calling_ae": self.calling_ae, "peer": self.peer}
 
 
-Service = Callable[[Link, Message, Session], None]
+Service = Callable[[Link, Message, Association], None]
 
 
 @dataclass(frozen=True)
@@ -194,9 +194,9 @@ class Acceptor:
         offer = self._first_pdu(sock, reader, peer)
         if offer is None:
             return
-        session = Session(next(serials), offer.calling_ae, offer.called_ae, peer)
+        association = Association(next(serials), offer.calling_ae, offer.called_ae, peer)
         try:
-            if not self._admit(sock, offer, session):
+            if not self._admit(sock, offer, association):
                 _drain(sock)
                 return
             try:
@@ -206,14 +206,14 @@ class Acceptor:
                     "association_timeout",
                 )
                 link = Link(sock, offer.contexts, offer.peer_max_pdu, reader, self.limits, self.spool_dir)
-                _log.info("association_opened", called_ae=session.called_ae, **session.fields())
-                how = self._run(link, session)
-                _log.info("association_closed", how=how, **session.fields())
+                _log.info("association_opened", called_ae=association.called_ae, **association.fields())
+                how = self._run(link, association)
+                _log.info("association_closed", how=how, **association.fields())
             finally:
                 with self._lock:
                     self._active -= 1
         except OSError as exc:
-            _log.info("association_closed", how="aborted", reason=f"connection lost: {exc}", **session.fields())
+            _log.info("association_closed", how="aborted", reason=f"connection lost: {exc}", **association.fields())
 
     def _first_pdu(self, sock: socket.socket, reader: SocketReader, peer: str) -> Offer | None:
         """The answer to the connection's A-ASSOCIATE-RQ; None when the
@@ -246,7 +246,7 @@ class Acceptor:
         _drain(sock)
         return None
 
-    def _admit(self, sock: socket.socket, offer: Offer, session: Session) -> bool:
+    def _admit(self, sock: socket.socket, offer: Offer, association: Association) -> bool:
         """Count the association in, or reject it and say why."""
         if offer.rejection is not None:
             reason, rsd = offer.reason, offer.rejection
@@ -264,8 +264,8 @@ class Acceptor:
             result=result,
             source=source,
             reject_reason=why,
-            called_ae=session.called_ae,
-            **session.fields(),
+            called_ae=association.called_ae,
+            **association.fields(),
         )
         return False
 
@@ -340,13 +340,13 @@ class Acceptor:
             peer_max_pdu=int(rq.maximum_length_received or 0),
         )
 
-    def _run(self, link: Link, session: Session) -> str:
+    def _run(self, link: Link, association: Association) -> str:
         """Serve messages until the association ends; returns how it ended."""
-        where = session.fields()
+        where = association.fields()
         try:
             while True:
                 message = link.receive()
-                self._dispatch(link, message, session)
+                self._dispatch(link, message, association)
         except Released:
             return "released"
         except Aborted:
@@ -369,7 +369,7 @@ class Acceptor:
             _log.exception("association_aborting", reason="internal error", **where)
             return _abort(link, pdu.SOURCE_USER, pdu.REASON_NOT_SPECIFIED)
 
-    def _dispatch(self, link: Link, message: Message, session: Session) -> None:
+    def _dispatch(self, link: Link, message: Message, association: Association) -> None:
         field = message.command.field
         if field == command.C_CANCEL_RQ:
             return  # for an operation already finished: ignored (PS3.7 9.3.2.3)
@@ -378,7 +378,7 @@ class Acceptor:
             message.discard()
             raise ProtocolError(f"command 0x{field:04X} is not served on this association")
         try:
-            service(link, message, session)
+            service(link, message, association)
         finally:
             # A spooled dataset never outlives its service: one that keeps
             # the file has renamed it away, anything else is dropped here.

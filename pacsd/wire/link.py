@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pynetdicom.presentation import PresentationContext
 
 from pacsd.domain.limits import BudgetExceeded, Limits, MiB
+from pacsd.domain.part10 import FileRegion
 from pacsd.domain.received import Spooled
 from pacsd.wire import command, pdu
 from pacsd.wire.command import Command
@@ -54,26 +55,15 @@ class Released(Exception):
     """The peer released the association (we have answered A-RELEASE-RP)."""
 
 
+class ClientGone(Aborted):
+    """Our client's association ended (abort, release, broken connection)
+    while its request waited on something else (an upstream, a lock); the
+    acceptor closes it as aborted."""
+
+
 # What ends a link mid-operation; adapters let these through to the acceptor.
 # BudgetExceeded is not among them: it is the acceptor's to log and answer.
 LINK_ENDED = (Released, Aborted, ProtocolError, OSError)
-
-
-@dataclass(frozen=True)
-class FileRegion:
-    """*length* bytes of the file at *path* from *offset*: a dataset sent
-    from disk, read in chunks of FILE_CHUNK while it goes out."""
-
-    path: str
-    offset: int
-    length: int
-
-    @classmethod
-    def of(cls, spooled: Spooled) -> FileRegion:
-        return cls(spooled.path, 0, spooled.size)
-
-    def __len__(self) -> int:
-        return self.length
 
 
 Payload = bytes | bytearray | memoryview | FileRegion

@@ -14,13 +14,12 @@ import pydicom
 import pytest
 
 from pacsd.admin import fsck
-from pacsd.archive import Archive, prepare
+from pacsd.bootstrap import Node, prepare
 from pacsd.config import Settings, load
 from pacsd.domain.errors import IdentityConflict
 from pacsd.domain.received import received_from_file
 from pacsd.index.models import WriteAhead
 from pacsd.services.ingest import WRITE_AHEAD_MAX
-from pacsd.storage.files import Storage
 from pacsd.testing import synth
 from tests.e2e.conftest import Server
 
@@ -46,11 +45,10 @@ def unsynced(tmp_path: Path):  # type: ignore[no-untyped-def]
     the state a crash right after the acknowledgements leaves."""
     s = settings(tmp_path)
     prepare(s)
-    archive = Archive(s)
-    archive.writer.start()
-    yield s, archive.ingest
-    archive.writer.stop()
-    archive.db.close()
+    node = Node(s)
+    node.index.start()
+    yield s, node.archive
+    node.index.close()
 
 
 def test_copies_drain_while_serving_and_files_are_exact(tmp_path: Path) -> None:
@@ -83,11 +81,11 @@ def test_clean_stop_flushes_everything(tmp_path: Path) -> None:
 
 
 def test_start_up_rewrites_files_lost_before_their_flush(tmp_path: Path, unsynced) -> None:  # type: ignore[no-untyped-def]
-    s, ingest = unsynced
+    s, archive = unsynced
     pair = synth.series(2, patient_id="LOST")
     alone = synth.ct(patient_id="LOST")
     for n, ds in enumerate([*pair, alone]):
-        ingest.store(received_from_file(synth.write(ds, tmp_path / f"{n}.dcm")))
+        archive.store(received_from_file(synth.write(ds, tmp_path / f"{n}.dcm")))
     data_dir = s.server.data_dir
     assert copies(data_dir) == 3
     files = data_dir / "files"
@@ -98,30 +96,30 @@ def test_start_up_rewrites_files_lost_before_their_flush(tmp_path: Path, unsynce
     empty.write_bytes(b"")
     torn.write_bytes(written[torn][:100])
     shutil.rmtree(files / alone.StudyInstanceUID)
-    report = fsck.check(Storage(data_dir))
+    report = fsck.check(archive)
     assert len(report.restorable) == 3 and not report.missing_files and not report.clean
     prepare(s)  # what `pacsd serve` runs first
     assert copies(data_dir) == 0
     assert {p: p.read_bytes() for p in files.rglob("*.dcm")} == written
-    assert fsck.check(Storage(data_dir)).clean
+    assert fsck.check(archive).clean
 
 
 def test_large_objects_are_fsynced_not_copied(tmp_path: Path, unsynced) -> None:  # type: ignore[no-untyped-def]
-    s, ingest = unsynced
+    s, archive = unsynced
     big = synth.write(synth.ct(patient_id="BIG", pixel_bytes=WRITE_AHEAD_MAX + 1024), tmp_path / "big.dcm")
     small = synth.write(synth.ct(patient_id="SMALL"), tmp_path / "small.dcm")
-    ingest.store(received_from_file(big))
+    archive.store(received_from_file(big))
     assert copies(s.server.data_dir) == 0
-    ingest.store(received_from_file(small))
+    archive.store(received_from_file(small))
     assert copies(s.server.data_dir) == 1
 
 
 def test_a_refused_object_leaves_no_copy(tmp_path: Path, unsynced) -> None:  # type: ignore[no-untyped-def]
-    s, ingest = unsynced
+    s, archive = unsynced
     first = synth.ct(patient_id="OWNER")
-    ingest.store(received_from_file(synth.write(first, tmp_path / "a.dcm")))
+    archive.store(received_from_file(synth.write(first, tmp_path / "a.dcm")))
     other = synth.ct(patient_id="INTRUDER", study_uid=first.StudyInstanceUID)
     with pytest.raises(IdentityConflict):
-        ingest.store(received_from_file(synth.write(other, tmp_path / "b.dcm")))
+        archive.store(received_from_file(synth.write(other, tmp_path / "b.dcm")))
     assert copies(s.server.data_dir) == 1
     assert WriteAhead.select().count() == 1

@@ -1,8 +1,9 @@
-"""Domain outcomes and refusals mapped to DIMSE statuses, in one table.
+"""Domain outcomes and errors mapped to DIMSE statuses, in one table.
 
-pacsd-specific codes sit in the ranges PS3.4 B.2.3 reserves for C-STORE
-("Error: Cannot understand" C000-CFFF, "Refused: Out of resources"
-A700-A7FF); the README lists them.
+Used by the DIMSE adapters (:mod:`pacsd.dimse`) and by the caching proxy
+when it answers an upstream's C-STOREs. pacsd-specific codes sit in the
+ranges PS3.4 B.2.3 reserves for C-STORE ("Error: Cannot understand"
+C000-CFFF, "Refused: Out of resources" A700-A7FF); the README lists them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ STORE_REFUSALS: dict[type[errors.Refusal], int] = {
     errors.OverBudget: 0xC003,
     errors.SOPClassMismatch: 0xA900,  # standard: Data Set does not match SOP Class
     errors.IdentityConflict: 0xC010,
+    # A C-STORE naming, as Move Originator, a fetch of ours that is over (or never was).
+    errors.NoFetchWaiting: 0xC011,
     errors.StorageFailure: 0xA700,  # standard: Out of resources
 }
 
@@ -36,6 +39,7 @@ STORE_RESULTS: dict[Result, int] = {
     Result.STORED: SUCCESS,
     Result.ALREADY_STORED: SUCCESS,
     Result.DUPLICATE_KEPT: 0xB006,  # warning: Elements Discarded (all of them)
+    Result.STAGED: SUCCESS,
 }
 
 
@@ -53,12 +57,15 @@ UNABLE_TO_PERFORM_SUBOPERATIONS = 0xA702  # refused: e.g. the proxy could not fe
 LOCAL_ONLY = 0xB000
 
 
-def store_refusal_code(refusal: errors.Refusal) -> int:
-    # Most specific class first: SOPClassMismatch before RequestMismatch.
-    for cls in type(refusal).__mro__:
-        if cls in STORE_REFUSALS:
-            return STORE_REFUSALS[cls]
-    return PROCESSING_FAILURE
+def store_failure(exc: Exception) -> tuple[int, str]:
+    """The (status, error comment) of a store that raised *exc*: a refusal
+    by its class (most specific first: SOPClassMismatch before
+    RequestMismatch); anything else is a bug, 0x0110."""
+    if isinstance(exc, errors.Refusal):
+        for cls in type(exc).__mro__:
+            if cls in STORE_REFUSALS:
+                return STORE_REFUSALS[cls], str(exc)
+    return PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
 
 
 def wrong_context(message: Message, served: Collection[str]) -> str:

@@ -1,4 +1,10 @@
-"""The server: presentation contexts, DIMSE services, listening, worker processes."""
+"""Wiring, in one place: settings -> ports -> Archive -> servers.
+
+:func:`serve` runs the server: it locks the data dir, prepares the archive
+once (:func:`prepare`), then serves from one or more worker processes,
+each with its own :class:`Node` (index connections and writer, syncer,
+Archive, DIMSE acceptor).
+"""
 
 from __future__ import annotations
 
@@ -10,33 +16,18 @@ import time
 from collections.abc import Callable
 from typing import IO
 
-from pydicom.uid import (
-    UID,
-    AllTransferSyntaxes,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
-from pynetdicom import AllStoragePresentationContexts
-from pynetdicom.presentation import PresentationContext, build_context
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-
 from pacsd import log
-from pacsd.archive import Archive, prepare
 from pacsd.config import Settings
-from pacsd.dimse import echo, find, get, move, qr, store
-from pacsd.wire import command
-from pacsd.wire.acceptor import Acceptor, Service
+from pacsd.dimse.server import build_acceptor
+from pacsd.index.sqlite import SqliteIndex
+from pacsd.services.archive import Archive
+from pacsd.storage.files import Storage
+from pacsd.storage.syncer import Syncer, replay
+from pacsd.upstream.fetch import Proxy
+from pacsd.upstream.staging import Staging
+from pacsd.wire.acceptor import Acceptor
 from pacsd.wire.listener import Listener
 from pacsd.workers import supervise
-
-QR_SYNTAXES: list[str | UID] = [
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-]
 
 STARTUP_GRACE = 3.0  # seconds to wait for a crashed server's port and lock
 
@@ -50,57 +41,64 @@ class ListenError(Exception):
         return cls(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}")
 
 
-def supported_contexts() -> list[PresentationContext]:
-    """What pacsd accepts: Verification, Query/Retrieve, and every storage
-    SOP class in every transfer syntax (objects are stored as received),
-    in both roles (a C-GET requester takes the SCP role for storage)."""
-    contexts = [build_context(Verification, QR_SYNTAXES)]
-    contexts += [build_context(sop_class, QR_SYNTAXES) for sop_class in qr.SOP_CLASSES]
-    for storage in AllStoragePresentationContexts:
-        assert storage.abstract_syntax is not None
-        context = build_context(storage.abstract_syntax, list(AllTransferSyntaxes))
-        context.scu_role = context.scp_role = True
-        contexts.append(context)
-    return contexts
+def check_data_dir(settings: Settings) -> None:
+    """Raise :class:`pacsd.domain.errors.StartupError` (one line: the path and the
+    problem) unless the data dir's layout exists or can be made, and each of
+    its directories can be written."""
+    Storage(settings.server.data_dir).make_layout()
 
 
-def build_acceptor(settings: Settings, archive: Archive) -> Acceptor:
-    """The DIMSE services of one serving process, bound to its archive."""
-    server = settings.server
-    services: dict[int, Service] = {
-        command.C_ECHO_RQ: echo.serve_echo,
-        command.C_STORE_RQ: lambda link, message, session: store.serve_store(
-            link, message, session, archive.ingest, archive.proxy
-        ),
-        command.C_FIND_RQ: lambda link, message, session: find.serve_find(
-            link, message, session, server.ae_title, archive.proxy, settings.limits
-        ),
-        command.C_MOVE_RQ: lambda link, message, session: move.serve_move(
-            link,
-            message,
-            session,
-            archive.storage,
-            settings.remotes,
-            server.ae_title,
-            server.network_timeout,
-            archive.proxy,
-            settings.limits,
-        ),
-        command.C_GET_RQ: lambda link, message, session: get.serve_get(
-            link, message, session, archive.storage, archive.proxy, settings.limits
-        ),
-    }
-    return Acceptor(
-        contexts=supported_contexts(),
-        services=services,
-        allowed_calling_aes=server.allowed_calling_aes,
-        max_associations=server.max_associations,
-        network_timeout=server.network_timeout,
-        ae_title=server.ae_title,
-        check_called_ae=server.check_called_ae,
-        limits=settings.limits,
-        spool_dir=str(archive.storage.tmp),
-    )
+def prepare(settings: Settings) -> int:
+    """Once per start, before anything serves: create the layout, clear the
+    temporaries and staged fetches a crash left, create or upgrade the
+    index, rewrite the files a crash may have lost before their flush.
+    Returns how many stale temporaries and fetches were removed."""
+    storage = Storage(settings.server.data_dir)
+    storage.make_layout()
+    stale = storage.clear_temporaries() + Staging(storage, settings.limits).clear()
+    index = SqliteIndex(storage.root / "index.sqlite")
+    index.start()
+    try:
+        replayed = replay(storage, index)
+    finally:
+        index.close()
+    if replayed:
+        log.get().info("write_ahead_replayed", files=replayed)
+    return stale
+
+
+class Node:
+    """What one serving (or operator) process holds: the ports, wired into
+    its Archive. :func:`prepare` must have run: a worker must not clear
+    temporaries another worker is writing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.storage = Storage(settings.server.data_dir)
+        self.storage.make_layout()
+        self.index = SqliteIndex(self.storage.root / "index.sqlite")
+        self.syncer = Syncer(self.storage, self.index)
+        staging = Staging(self.storage, settings.limits)
+        # The caching proxy, when [virtual] names upstreams.
+        source = Proxy(settings, self.index, staging) if settings.virtual else None
+        self.archive = Archive(
+            ae_title=settings.server.ae_title,
+            limits=settings.limits,
+            index=self.index,
+            storage=self.storage,
+            flusher=self.syncer,
+            source=source,
+        )
+
+    def start(self) -> None:
+        self.storage.spares.start()
+        self.index.start()
+        self.syncer.start()
+
+    def close(self) -> None:
+        self.syncer.stop()  # its last batch needs the index
+        self.index.close()
+        self.storage.spares.stop()
 
 
 def listen(settings: Settings, acceptor: Acceptor, shared: bool) -> Listener:
@@ -131,12 +129,12 @@ def check_port_free(settings: Settings) -> None:
 def run_worker(settings: Settings, shared: bool) -> None:
     """One serving process: its own acceptor, index writer and connections."""
     logger = log.get()
-    archive = Archive(settings)
-    archive.start()
+    node = Node(settings)
+    node.start()
     try:
-        server = listen(settings, build_acceptor(settings, archive), shared)
+        server = listen(settings, build_acceptor(settings, node.archive), shared)
     except ListenError:
-        archive.close()
+        node.close()
         raise
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -144,7 +142,7 @@ def run_worker(settings: Settings, shared: bool) -> None:
     logger.info("worker_started")
     stop.wait()
     server.stop()
-    archive.close()
+    node.close()
     logger.info("worker_stopped")
 
 

@@ -1,0 +1,152 @@
+"""The Archive: the one object protocol adapters hold (like Orthanc's
+ServerContext). Each public method is one use case; adapters translate
+their protocol to a call and map its outcome or exception through their
+own status table. Whether a caching proxy is configured is known here
+(``source``), never in an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from pacsd.domain import charset
+from pacsd.domain.limits import Limits
+from pacsd.domain.outcomes import Change, FetchRecord, Outcome, Result, RetrievePlan, StoredInstance
+from pacsd.domain.query import UNIQUE_KEYS, InformationModel, query_level, text_value
+from pacsd.domain.received import Received
+from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch
+from pacsd.services import retrieve
+from pacsd.services.ingest import Ingest
+from pacsd.services.retrieve import StoredDataset
+
+
+class Matches:
+    """The matches of one query, as they are read: local ones first, then
+    the caching proxy's upstreams' (de-duplicated on the level's unique
+    key: local data wins). ``problems`` names the upstreams that could not
+    be asked; complete once iteration has ended."""
+
+    def __init__(self, responses: Iterator[Dataset], problems: list[str]) -> None:
+        self._responses = responses
+        self.problems = problems
+
+    def __iter__(self) -> Iterator[Dataset]:
+        return self._responses
+
+
+class Archive:
+    def __init__(
+        self,
+        *,
+        ae_title: str,
+        limits: Limits,
+        index: Index,
+        storage: FileStore,
+        flusher: Flusher,
+        source: Source | None = None,
+    ) -> None:
+        self.ae_title = ae_title  # answers name it as the Retrieve AE Title
+        self.limits = limits
+        self.index = index
+        self.storage = storage
+        self.source = source
+        self.ingest = Ingest(storage, index, flusher, limits)
+
+    # -- objects in ------------------------------------------------------------
+
+    def store(self, received: Received, move_originator: tuple[str, int] = ("", 0)) -> Outcome:
+        """Store an arriving object; raises a Refusal. An arrival an upstream
+        sends for a fetch of the caching proxy (named by the Move Originator)
+        is staged for that fetch instead, and indexed only with its study."""
+        if self.source is not None:
+            fetch_id = self.source.fetch_of(*move_originator, received.source_ae)
+            if fetch_id is not None:
+                return Outcome(Result.STAGED, self.source.stage(fetch_id, received))
+        return self.ingest.store(received)
+
+    def store_fetched(self, files: list[Path], fetch: FetchRecord) -> int:
+        """Index a study the caching proxy fetched whole, with its fetch
+        record, in one unit of work (:class:`pacsd.ports.FetchSink`)."""
+        return self.ingest.store_all(files, fetch)
+
+    def record_fetch(self, fetch: FetchRecord) -> None:
+        self.index.write(lambda tx: tx.record_fetch(fetch), lambda _: None)
+
+    # -- queries ---------------------------------------------------------------
+
+    def find(self, identifier: Dataset, model: InformationModel, watch: Watch, log_fields: LogFields) -> Matches:
+        """The matches of a C-FIND identifier (InvalidQuery if it cannot be
+        answered as asked; *watch* raises Cancelled between matches)."""
+        problems: list[str] = []
+        return Matches(self._matches(identifier, model, watch, problems, log_fields), problems)
+
+    def _matches(
+        self, identifier: Dataset, model: InformationModel, watch: Watch, problems: list[str], log_fields: LogFields
+    ) -> Iterator[Dataset]:
+        unique = UNIQUE_KEYS[query_level(identifier, model)]
+        if self.source is not None and unique not in identifier:
+            setattr(identifier, unique, "")  # merged answers are de-duplicated on it
+        terms = charset.requested(identifier)
+        seen: set[str] = set()
+        # The index holds no read while a match is handed on: a client that
+        # stops reading does not pin the index's WAL.
+        for match in self.index.matches(identifier, model, self.limits.max_query_values):
+            watch()
+            seen.add(text_value(match.get(unique)))
+            match.RetrieveAETitle = self.ae_title
+            charset.declare(match, terms)
+            yield match
+        if self.source is None:
+            return
+        for match in self.source.matches(identifier, model, watch, problems, log_fields):
+            key = text_value(match.get(unique))
+            if key and key in seen:
+                continue  # local data wins
+            seen.add(key)
+            match.RetrieveAETitle = self.ae_title  # clients retrieve through pacsd
+            yield match
+
+    # -- retrieves -------------------------------------------------------------
+
+    def plan_retrieve(
+        self,
+        identifier: Dataset,
+        model: InformationModel,
+        watch: Watch,
+        log_fields: LogFields,
+        before_fetch: Callable[[], None] | None = None,
+    ) -> RetrievePlan:
+        """What a retrieve identifier asks for (InvalidQuery if it cannot be
+        answered). Through the caching proxy, studies not local are fetched
+        first; *before_fetch* runs before that and may raise to stop it
+        (a C-MOVE checks its destination takes objects)."""
+        max_values = self.limits.max_query_values
+        instances = self.index.instances(identifier, model, max_values)
+        if self.source is None:
+            return RetrievePlan(instances, [])
+        if before_fetch is not None:
+            before_fetch()
+        shortfalls = self.source.make_local(identifier, watch, self, log_fields)
+        plan = RetrievePlan([], shortfalls)
+        if not plan.cancelled:
+            plan.instances = self.index.instances(identifier, model, max_values)
+        return plan
+
+    def open_instance(self, instance: StoredInstance) -> StoredDataset:
+        """The stored dataset bytes of *instance*, to send as they are."""
+        return retrieve.stored_dataset(self.storage, instance)
+
+    def load_instance(self, instance: StoredInstance) -> Dataset:
+        """*instance* decoded, to be re-encoded in another transfer syntax."""
+        return retrieve.load(self.storage, instance)
+
+    # -- the change feed and counts --------------------------------------------
+
+    def changes_since(self, seq: int = 0, limit: int = 1000) -> list[Change]:
+        return self.index.changes_since(seq, limit)
+
+    def counts(self) -> dict[str, int]:
+        return self.index.counts()
