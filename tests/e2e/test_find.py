@@ -20,12 +20,6 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
 )
 
-from pacsd.domain.errors import InvalidQuery
-from pacsd.domain.limits import Limits
-from pacsd.domain.query import InformationModel
-from pacsd.index import matching, search
-from pacsd.index.db import close_index, open_index
-from pacsd.services import retrieve
 from pacsd.testing import synth
 from tests.e2e.conftest import SCU, Server
 
@@ -293,29 +287,3 @@ def test_study_root_query_with_pynetdicom_reads_statuses(archive: Archive) -> No
         assoc.release()
     assert [s.Status for s, _ in results] == [0xFF00, 0x0000]
     assert results[0][1].StudyInstanceUID == archive.b1.StudyInstanceUID
-
-
-# -- in process, real SQLite in tmp_path ---------------------------------------
-
-
-@pytest.mark.parametrize("name", ["*^", "*^^^", "^", "=", "*^*=*", " ^ = ", "*"])
-def test_all_wildcard_names_are_universal(name: str) -> None:
-    assert matching.person_name(("a", "b", "c"), name) is None
-
-
-def test_a_list_is_one_parameter_whatever_its_length() -> None:
-    condition = matching.text("s.accession", "\\".join(f"A{n}" for n in range(5000)) + "\\B*\\C?")
-    assert condition is not None and len(condition.params) == 2 and "json_each" in condition.sql
-
-
-def test_retrieve_selection_of_long_lists(tmp_path: Path) -> None:
-    db = open_index(tmp_path / "index.sqlite")
-    try:
-        keys = Dataset()
-        keys.QueryRetrieveLevel = "IMAGE"
-        keys.SOPInstanceUID = [f"1.2.3.{n}" for n in range(40_000)]  # past SQLite's 32 766 variables
-        assert search.instances(keys, InformationModel.STUDY_ROOT, max_values=40_000) == []
-        with pytest.raises(InvalidQuery, match="SOPInstanceUID lists 40000 values.*max_query_values"):
-            retrieve.select(keys, InformationModel.STUDY_ROOT, Limits(max_query_values=39_999))
-    finally:
-        close_index(db)

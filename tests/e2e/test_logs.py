@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 from pacsd.testing import synth
+from pacsd.testing.raw import EXPLICIT_LE, part10, with_raw
 from tests.e2e.conftest import REPO, SCU, Server
-from tests.e2e.test_hardening_ingest import EXPLICIT_LE, part10, with_raw
 
 FORGED_UID = "1.2.3.999999"
 FORGED = json.dumps({"event": "stored", "result": "stored", "sop_instance_uid": FORGED_UID, "level": "info"})
