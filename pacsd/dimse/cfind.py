@@ -50,7 +50,7 @@ def serve(
     model = qr.model(link, message, command.C_FIND_RSP, models, association)
     if model is None:
         return
-    log_fields = association.fields()
+    log_fields = association.log_fields()
     matches = 0
 
     def answer(status: int, comment: str = "", identifier: Dataset | None = None) -> None:

@@ -16,7 +16,7 @@ def serve_echo(link: Link, message: Message, association: Association) -> None:
     refused = statuses.wrong_context(message, (Verification,))
     status = statuses.SOP_CLASS_NOT_SUPPORTED if refused else statuses.SUCCESS
     if refused:
-        _log.warning("echo_refused", reason=refused, **association.fields())
+        _log.warning("echo_refused", reason=refused, **association.log_fields())
     link.send(
         int(message.context.context_id or 0), command.response(message.command, command.C_ECHO_RSP, status, refused)
     )

@@ -9,7 +9,7 @@ from pacsd.wire.link import Link, Message
 
 
 def serve_find(archive: Archive, link: Link, message: Message, association: Association) -> None:
-    log_fields = association.fields()
+    log_fields = association.log_fields()
     cfind.serve(
         link,
         message,

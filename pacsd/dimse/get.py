@@ -22,7 +22,7 @@ def serve_get(archive: Archive, link: Link, message: Message, association: Assoc
     model = qr.model(link, message, command.C_GET_RSP, qr.GET, association)
     if model is None:
         return
-    log_fields = association.fields()
+    log_fields = association.log_fields()
     try:
         identifier = qr.identifier(message, archive.limits, association)
         plan = archive.plan_retrieve(identifier, model, qr.watch(link, message.command), log_fields)

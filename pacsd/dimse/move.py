@@ -35,7 +35,7 @@ class Mover:
         if model is None:
             return
         request, destination = message.command, message.command.text(command.MOVE_DESTINATION)
-        log_fields = {"destination": destination, **association.fields()}
+        log_fields = {"destination": destination, **association.log_fields()}
         remote = self.destinations.get(destination)
         try:
             if remote is None:  # checked before anything is read, fetched or sent

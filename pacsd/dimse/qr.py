@@ -24,6 +24,7 @@ from pacsd.domain.errors import Cancelled, InvalidQuery
 from pacsd.domain.inflate import InflateError, inflate
 from pacsd.domain.limits import BudgetExceeded, Limits
 from pacsd.domain.query import InformationModel, QueryOverBudget
+from pacsd.ports import LogFields
 from pacsd.wire import command, dataset, statuses
 from pacsd.wire.acceptor import Association
 from pacsd.wire.command import Command
@@ -54,7 +55,7 @@ def model(
     refused = statuses.wrong_context(message, models)
     if refused:
         _log.warning("request_refused", status=f"0x{statuses.SOP_CLASS_NOT_SUPPORTED:04X}", reason=refused,
-                     **association.fields())  # fmt: skip
+                     **association.log_fields())  # fmt: skip
         respond(link, message, field, statuses.SOP_CLASS_NOT_SUPPORTED, refused)
         return None
     return models[str(message.context.abstract_syntax)]
@@ -74,11 +75,11 @@ def identifier(message: Message, limits: Limits, association: Association) -> Da
     try:
         return _decode(message.dataset, dataset.syntax_of(message.context), limits)
     except QueryOverBudget as exc:
-        log_over_budget(exc, association.fields())
+        log_over_budget(exc, association.log_fields())
         raise
 
 
-def log_over_budget(exc: QueryOverBudget, log_fields: dict[str, object]) -> None:
+def log_over_budget(exc: QueryOverBudget, log_fields: LogFields) -> None:
     _log.warning("budget_exceeded", budget=exc.budget, reason=str(exc), **log_fields)
 
 

@@ -21,7 +21,7 @@ STORAGE_CLASSES = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresenta
 def serve_store(archive: Archive, link: Link, message: Message, association: Association) -> None:
     """A spooled dataset is copied into place by the Archive; the acceptor
     removes its spool file after this returns."""
-    start, request, log_fields = time.perf_counter(), message.command, association.fields()
+    start, request, log_fields = time.perf_counter(), message.command, association.log_fields()
     sop_uid = request.text(command.AFFECTED_SOP_INSTANCE)
     code, comment = statuses.SOP_CLASS_NOT_SUPPORTED, statuses.wrong_context(message, STORAGE_CLASSES)
     outcome = None

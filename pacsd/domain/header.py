@@ -59,7 +59,8 @@ _OLD_DATE = re.compile(r"([0-9]{4})\.([0-9]{2})\.([0-9]{2})")  # ACR-NEMA, PS3.5
 _TIME = re.compile(r"([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(\.[0-9]{1,6})?)?)?")
 _OLD_TIME = re.compile(r"([0-9]{2}):([0-9]{2})(?::([0-9]{2})(\.[0-9]{1,6})?)?")
 
-# The attributes the index keeps; decoding stops after the last of them.
+# The attributes the index keeps: the only values decoded (the walk reads
+# every element header, to find truncation, but no other value).
 KEPT_KEYWORDS = (
     "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyDate", "SeriesDate", "StudyTime",
     "SeriesTime", "AccessionNumber", "Modality", "ReferringPhysicianName", "StudyDescription",

@@ -123,7 +123,7 @@ class Proxy:
                     break
         return shortfalls
 
-    def _studies(self, query: Dataset, watch: Watch, where: LogFields) -> tuple[list[str], list[Shortfall]]:
+    def _studies(self, query: Dataset, watch: Watch, log_fields: LogFields) -> tuple[list[str], list[Shortfall]]:
         """The studies *query* names, or (patient level) the upstreams hold
         for its patient."""
         named = [u.strip() for u in text_value(query.get("StudyInstanceUID")).split("\\") if u.strip()]
@@ -147,11 +147,13 @@ class Proxy:
                     if uid.is_valid(study_uid) and study_uid not in studies:
                         studies.append(study_uid)
             except UpstreamError as exc:
-                _log.warning("upstream_find_failed", upstream=upstream.remote.name, reason=str(exc), **where)
+                _log.warning("upstream_find_failed", upstream=upstream.remote.name, reason=str(exc), **log_fields)
                 shortfalls.append(Shortfall("", 0, f"cannot ask {upstream.remote.name} for the studies: {exc}"))
         return studies, shortfalls
 
-    def _make_study_local(self, study_uid: str, watch: Watch, sink: FetchSink, where: LogFields) -> Shortfall | None:
+    def _make_study_local(
+        self, study_uid: str, watch: Watch, sink: FetchSink, log_fields: LogFields
+    ) -> Shortfall | None:
         problems = []
         longest = max(u.fetch_timeout for u in self.upstreams)
         try:
@@ -162,7 +164,7 @@ class Proxy:
                     name = upstream.remote.name
                     with self.staging.slot(name, upstream.max_fetches, watch, upstream.fetch_timeout):
                         try:
-                            expected = self._fetch(upstream, study_uid, watch, sink, where)
+                            expected = self._fetch(upstream, study_uid, watch, sink, log_fields)
                         except UpstreamError as exc:
                             problems.append(str(exc))
                             continue
@@ -173,13 +175,13 @@ class Proxy:
         except Cancelled:  # while waiting for a lock, or asking what the upstream holds
             return Shortfall(study_uid, 0, "cancelled by the client before the fetch began", True)
         except LockTimeout as exc:  # another fetch of the study, or every fetch slot, held too long
-            _log.warning("fetch_lock_timeout", study_uid=study_uid, reason=str(exc), **where)
+            _log.warning("fetch_lock_timeout", study_uid=study_uid, reason=str(exc), **log_fields)
             return Shortfall(study_uid, 0, f"study {study_uid} not fetched: {exc}")
         if problems:
             return Shortfall(study_uid, 0, "; ".join(problems))
         return None  # no upstream holds it: what is local is all there is
 
-    def _fetch(self, upstream: Upstream, study_uid: str, watch: Watch, sink: FetchSink, where: LogFields) -> int:
+    def _fetch(self, upstream: Upstream, study_uid: str, watch: Watch, sink: FetchSink, log_fields: LogFields) -> int:
         """Fetch one study whole from *upstream*; the number of instances it
         holds (0: none, nothing to do). Raises UpstreamError before anything
         was retrieved, FetchFailed or Cancelled after."""
@@ -191,8 +193,8 @@ class Proxy:
             return 0
         if set(expected) <= self.index.stored_sops(study_uid):
             return len(expected)
-        fields = {"upstream": name, "study_uid": study_uid, "expected": len(expected), **where}
-        _log.info("fetch_started", method=upstream.retrieve, **fields)
+        log_fields = {"upstream": name, "study_uid": study_uid, "expected": len(expected), **log_fields}
+        _log.info("fetch_started", method=upstream.retrieve, **log_fields)
         staged = self.staging.open(upstream.remote.ae_title, study_uid, len(expected))
         received = 0
         try:
@@ -204,15 +206,22 @@ class Proxy:
             self._commit(sink, upstream, study_uid, staged, expected, received, start)
         except Cancelled:
             reason = f"cancelled by the client after {len(staged.objects())} of {len(expected)} arrived"
-            self._failed(sink, upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
+            self._failed(sink, upstream, study_uid, len(expected), len(staged.objects()), start, reason, log_fields)
             raise FetchFailed(reason, len(expected), cancelled=True) from None
         except (FetchFailed, Refusal) as exc:
             reason = str(exc) if isinstance(exc, FetchFailed) else f"{name}: the fetched study was refused: {exc}"
-            self._failed(sink, upstream, study_uid, len(expected), len(staged.objects()), start, reason, fields)
+            self._failed(sink, upstream, study_uid, len(expected), len(staged.objects()), start, reason, log_fields)
             raise FetchFailed(reason, len(expected)) from None
         except ClientGone:
             self._failed(
-                sink, upstream, study_uid, len(expected), len(staged.objects()), start, "our client went away", fields
+                sink,
+                upstream,
+                study_uid,
+                len(expected),
+                len(staged.objects()),
+                start,
+                "our client went away",
+                log_fields,
             )
             raise
         finally:
@@ -222,7 +231,7 @@ class Proxy:
             outcome="done",
             received=len(expected),
             ms=round((time.monotonic() - start) * 1000, 1),
-            **fields,
+            **log_fields,
         )
         return len(expected)
 
@@ -318,16 +327,16 @@ class Proxy:
 
     def _failed(
         self, sink: FetchSink, upstream: Upstream, study_uid: str, expected: int, received: int, start: float,
-        reason: str, fields: LogFields,
+        reason: str, log_fields: LogFields,
     ) -> None:  # fmt: skip
         seconds = time.monotonic() - start
         _log.warning("fetch_failed", outcome="failed", received=received, reason=reason, ms=round(seconds * 1000, 1),
-                     **fields)  # fmt: skip
+                     **log_fields)  # fmt: skip
 
         try:
             sink.record_fetch(FetchRecord(study_uid, upstream.remote.name, False, expected, received, seconds, reason))
         except Exception:
-            _log.exception("fetch_record_failed", **fields)
+            _log.exception("fetch_record_failed", **log_fields)
 
     def find(self, upstream: Upstream, keys: Dataset, watch: Watch, deadline: float) -> list[Dataset]:
         """C-FIND (Study Root) on *upstream*, through its query filter."""

@@ -34,7 +34,7 @@ FIND = {
 
 
 def upstream_matches(
-    proxy: Proxy, query: Dataset, model: InformationModel, watch: Watch, problems: list[str], where: LogFields
+    proxy: Proxy, query: Dataset, model: InformationModel, watch: Watch, problems: list[str], log_fields: LogFields
 ) -> Iterator[Dataset]:
     """Every upstream's responses to *query*, through its query filter. An
     upstream that fails adds to *problems* and is skipped."""
@@ -50,5 +50,5 @@ def upstream_matches(
             with UpstreamSession.open(upstream, proxy.ae_title, contexts, deadline, proxy.limits) as session:
                 yield from session.find(abstract, keys, watch)
         except UpstreamError as exc:
-            _log.warning("upstream_find_failed", upstream=name, reason=str(exc), **where)
+            _log.warning("upstream_find_failed", upstream=name, reason=str(exc), **log_fields)
             problems.append(str(exc))

@@ -31,7 +31,7 @@ from pacsd.wire.pdu import ProtocolError
 
 WATCH_INTERVAL = 0.1
 SYNTAXES: list[str | UID] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-PENDING = {0xFF00, 0xFF01}
+PENDING_STATUSES = {0xFF00, 0xFF01}  # Pending, and Pending with optional keys unsupported
 CANCEL_GRACE = 5.0  # seconds to wait for the upstream's answer to C-CANCEL
 
 Watch = Callable[[], None]
@@ -151,7 +151,7 @@ class UpstreamSession:
                 raise UpstreamError(f"{self.name} sent more than allowed: {exc}") from None
             yield message
             if message.command.field & 0x8000 and message.command.us(command.RESPONDING_TO) == message_id:
-                if message.command.us(command.STATUS) not in PENDING:
+                if message.command.us(command.STATUS) not in PENDING_STATUSES:
                     if cancelled:
                         raise Cancelled
                     return
@@ -188,7 +188,7 @@ class UpstreamSession:
         query_filter = self.upstream.query_filter
         for message in self.responses(message_id, watch):
             status, comment = final_status(message)
-            if status not in PENDING:
+            if status not in PENDING_STATUSES:
                 if status != 0x0000:
                     raise UpstreamError(f"{self.name} answered the C-FIND with 0x{status:04X} {comment}".rstrip())
                 return

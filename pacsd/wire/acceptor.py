@@ -70,7 +70,7 @@ class Association:
     called_ae: str
     peer: str
 
-    def fields(self) -> dict[str, Any]:
+    def log_fields(self) -> dict[str, Any]:
         """Identifiers for every log line about this association."""
         return {"assoc": self.serial, "calling_ae": self.calling_ae, "peer": self.peer}
 
@@ -206,14 +206,14 @@ class Acceptor:
                     "association_timeout",
                 )
                 link = Link(sock, offer.contexts, offer.peer_max_pdu, reader, self.limits, self.spool_dir)
-                _log.info("association_opened", called_ae=association.called_ae, **association.fields())
+                _log.info("association_opened", called_ae=association.called_ae, **association.log_fields())
                 how = self._run(link, association)
-                _log.info("association_closed", how=how, **association.fields())
+                _log.info("association_closed", how=how, **association.log_fields())
             finally:
                 with self._lock:
                     self._active -= 1
         except OSError as exc:
-            _log.info("association_closed", how="aborted", reason=f"connection lost: {exc}", **association.fields())
+            _log.info("association_closed", how="aborted", reason=f"connection lost: {exc}", **association.log_fields())
 
     def _first_pdu(self, sock: socket.socket, reader: SocketReader, peer: str) -> Offer | None:
         """The answer to the connection's A-ASSOCIATE-RQ; None when the
@@ -265,7 +265,7 @@ class Acceptor:
             source=source,
             reject_reason=why,
             called_ae=association.called_ae,
-            **association.fields(),
+            **association.log_fields(),
         )
         return False
 
@@ -342,7 +342,7 @@ class Acceptor:
 
     def _run(self, link: Link, association: Association) -> str:
         """Serve messages until the association ends; returns how it ended."""
-        where = association.fields()
+        log_fields = association.log_fields()
         try:
             while True:
                 message = link.receive()
@@ -352,21 +352,21 @@ class Acceptor:
         except Aborted:
             return "aborted"
         except BudgetExceeded as exc:
-            _log.warning("budget_exceeded", budget=exc.budget, reason=str(exc), **where)
+            _log.warning("budget_exceeded", budget=exc.budget, reason=str(exc), **log_fields)
             return _abort(link, pdu.SOURCE_PROVIDER, pdu.REASON_NOT_SPECIFIED)
         except PduError as exc:
-            _log.warning("association_aborting", reason=str(exc), abort_reason=exc.reason, **where)
+            _log.warning("association_aborting", reason=str(exc), abort_reason=exc.reason, **log_fields)
             return _abort(link, pdu.SOURCE_PROVIDER, exc.reason)
         except ProtocolError as exc:  # the DIMSE side's: a service-user abort
-            _log.warning("association_aborting", reason=str(exc), **where)
+            _log.warning("association_aborting", reason=str(exc), **log_fields)
             return _abort(link, pdu.SOURCE_USER, pdu.REASON_NOT_SPECIFIED)
         except TimeoutError:
-            _log.warning("association_aborting", reason="network timeout", **where)
+            _log.warning("association_aborting", reason="network timeout", **log_fields)
             return _abort(link, pdu.SOURCE_PROVIDER, pdu.REASON_NOT_SPECIFIED)
         except OSError:
             raise  # the connection is gone: serve() logs it
         except Exception:  # a bug in a service: this association ends, the server keeps serving
-            _log.exception("association_aborting", reason="internal error", **where)
+            _log.exception("association_aborting", reason="internal error", **log_fields)
             return _abort(link, pdu.SOURCE_USER, pdu.REASON_NOT_SPECIFIED)
 
     def _dispatch(self, link: Link, message: Message, association: Association) -> None:
