@@ -14,7 +14,7 @@ from pacsd import log
 from pacsd.dimse import qr
 from pacsd.domain.errors import Cancelled, InvalidQuery
 from pacsd.domain.limits import Limits
-from pacsd.domain.query import InformationModel, QueryOverBudget
+from pacsd.domain.query import InformationModel
 from pacsd.ports import Watch
 from pacsd.wire import command, statuses
 from pacsd.wire.acceptor import Association
@@ -66,10 +66,7 @@ def serve(
         _log.info(f"{event}_cancelled", matches=matches, **log_fields)
         return answer(statuses.CANCELLED)
     except InvalidQuery as exc:
-        if isinstance(exc, QueryOverBudget):
-            qr.log_over_budget(exc, log_fields)
-        _log.warning(f"{event}_refused", reason=str(exc), model=model.value, **log_fields)
-        return answer(statuses.IDENTIFIER_INVALID, str(exc))
+        return qr.refuse(link, message, command.C_FIND_RSP, exc, f"{event}_refused", log_fields, model=model.value)
     except LINK_ENDED:
         raise
     except Exception as exc:

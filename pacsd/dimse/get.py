@@ -9,9 +9,8 @@ from pacsd.dimse import qr
 from pacsd.dimse.suboperations import SubOperations, finish, unfetched
 from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.outcomes import StoredInstance
-from pacsd.domain.query import QueryOverBudget
 from pacsd.services.archive import Archive
-from pacsd.wire import command, statuses
+from pacsd.wire import command
 from pacsd.wire.acceptor import Association
 from pacsd.wire.link import Link, Message
 
@@ -27,10 +26,7 @@ def serve_get(archive: Archive, link: Link, message: Message, association: Assoc
         identifier = qr.identifier(message, archive.limits, association)
         plan = archive.plan_retrieve(identifier, model, qr.watch(link, message.command), log_fields)
     except InvalidQuery as exc:
-        if isinstance(exc, QueryOverBudget):
-            qr.log_over_budget(exc, log_fields)
-        _log.warning("get_refused", reason=str(exc), **log_fields)
-        return qr.respond(link, message, command.C_GET_RSP, statuses.IDENTIFIER_INVALID, str(exc))
+        return qr.refuse(link, message, command.C_GET_RSP, exc, "get_refused", log_fields)
     missing = unfetched(plan.shortfalls)
     if missing.remaining:  # cancelled while fetching
         return finish(link, message, command.C_GET_RSP, missing)

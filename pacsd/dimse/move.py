@@ -10,7 +10,6 @@ from pacsd.config import Remote
 from pacsd.dimse import qr
 from pacsd.dimse.suboperations import SubOperations, contexts, finish, unfetched
 from pacsd.domain.errors import DestinationUnreachable, InvalidQuery
-from pacsd.domain.query import QueryOverBudget
 from pacsd.ports import LogFields
 from pacsd.services.archive import Archive
 from pacsd.wire import command, requestor, statuses
@@ -51,10 +50,7 @@ class Mover:
                 return finish(link, message, command.C_MOVE_RSP, tally)
             out = self._associate(remote, contexts(plan.instances), log_fields)
         except InvalidQuery as exc:
-            if isinstance(exc, QueryOverBudget):
-                qr.log_over_budget(exc, log_fields)
-            _log.warning("move_refused", reason=str(exc), **log_fields)
-            return qr.respond(link, message, command.C_MOVE_RSP, statuses.IDENTIFIER_INVALID, str(exc))
+            return qr.refuse(link, message, command.C_MOVE_RSP, exc, "move_refused", log_fields)
         except DestinationUnreachable as exc:
             return qr.respond(link, message, command.C_MOVE_RSP, statuses.MOVE_DESTINATION_UNKNOWN, str(exc))
         usable = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])): cx_id for cx_id, cx in out.contexts.items()}

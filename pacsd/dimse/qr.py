@@ -83,6 +83,17 @@ def log_over_budget(exc: QueryOverBudget, log_fields: LogFields) -> None:
     _log.warning("budget_exceeded", budget=exc.budget, reason=str(exc), **log_fields)
 
 
+def refuse(
+    link: Link, message: Message, field: int, exc: InvalidQuery, event: str, log_fields: LogFields, **extra: object
+) -> None:
+    """Answer an identifier that cannot be answered as asked: 0xA900 with
+    the reason, logged as *event* (and as ``budget_exceeded`` if it is over one)."""
+    if isinstance(exc, QueryOverBudget):
+        log_over_budget(exc, log_fields)
+    _log.warning(event, reason=str(exc), **extra, **log_fields)
+    respond(link, message, field, statuses.IDENTIFIER_INVALID, str(exc))
+
+
 def _decode(data: bytes, syntax: UID, limits: Limits) -> Dataset:
     if len(data) > limits.max_identifier_bytes:
         raise QueryOverBudget(

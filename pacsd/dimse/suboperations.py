@@ -99,19 +99,24 @@ def unfetched(shortfalls: list[Shortfall]) -> Tally:
     return tally
 
 
-def finish(link: Link, request: Message, field: int, tally: Tally) -> None:
-    """The final response for *tally* (PS3.4 C.4.2.1.5, C.4.3.1.4): cancel,
-    success, warning if anything failed, failure if nothing could be sent
-    because the proxy could not fetch it."""
+def final_status(tally: Tally) -> int:
+    """The final status of a retrieve (PS3.4 C.4.2.1.5, C.4.3.1.4): cancel
+    if anything remains, success if everything went, failure if nothing
+    could be sent because the proxy could not fetch it (or the requester
+    took no role for it), else a warning that some sub-operations failed."""
     unfetched = tally.unfetched or tally.notes
     if tally.remaining:
-        status = statuses.CANCELLED
-    elif not (tally.failed or tally.warning or unfetched):
-        status = statuses.SUCCESS
-    elif unfetched and not (tally.completed or tally.warning):
-        status = statuses.UNABLE_TO_PERFORM_SUBOPERATIONS
-    else:
-        status = statuses.SUBOPERATIONS_FAILED
+        return statuses.CANCELLED
+    if not (tally.failed or tally.warning or unfetched):
+        return statuses.SUCCESS
+    if unfetched and not (tally.completed or tally.warning):
+        return statuses.UNABLE_TO_PERFORM_SUBOPERATIONS
+    return statuses.SUBOPERATIONS_FAILED
+
+
+def finish(link: Link, request: Message, field: int, tally: Tally) -> None:
+    """The final response for *tally*, with its counts and comment."""
+    status = final_status(tally)
     counts = tally.counts(with_remaining=status == statuses.CANCELLED)
     comment = "; ".join(tally.notes)
     qr.respond(link, request, field, status, comment, identifier=tally.failed_list(), counts=counts)
