@@ -57,7 +57,7 @@ def serve(
         qr.respond(link, message, command.C_FIND_RSP, status, comment, identifier=identifier)
 
     try:
-        identifier = qr.identifier(message, limits, association)
+        identifier = qr.identifier(message, limits)
         found = search(identifier, model, qr.watch(link, message.command))
         for match in found:
             answer(statuses.PENDING, identifier=match)

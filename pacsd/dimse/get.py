@@ -23,7 +23,7 @@ def serve_get(archive: Archive, link: Link, message: Message, association: Assoc
         return
     log_fields = association.log_fields()
     try:
-        identifier = qr.identifier(message, archive.limits, association)
+        identifier = qr.identifier(message, archive.limits)
         plan = archive.plan_retrieve(identifier, model, qr.watch(link, message.command), log_fields)
     except InvalidQuery as exc:
         return qr.refuse(link, message, command.C_GET_RSP, exc, "get_refused", log_fields)

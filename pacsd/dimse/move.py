@@ -42,7 +42,7 @@ class Mover:
                 raise DestinationUnreachable(f"move destination {destination!r} is not in [remotes]")
             # The destination must take objects before anything is fetched for it.
             probe = lambda: requestor.release(self._associate(remote, [build_context(Verification)], log_fields))  # noqa: E731
-            identifier = qr.identifier(message, self.archive.limits, association)
+            identifier = qr.identifier(message, self.archive.limits)
             plan = self.archive.plan_retrieve(identifier, model, qr.watch(link, request), log_fields, probe)
             tally = unfetched(plan.shortfalls)
             _log.info("move_started", model=model.value, instances=len(plan.instances), **log_fields)

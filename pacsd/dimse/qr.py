@@ -61,22 +61,18 @@ def model(
     return models[str(message.context.abstract_syntax)]
 
 
-def identifier(message: Message, limits: Limits, association: Association) -> Dataset:
+def identifier(message: Message, limits: Limits) -> Dataset:
     """The request identifier, decoded within the query budgets.
 
     A decoding failure is InvalidQuery; an identifier that is (or inflates
     to) more than ``max_identifier_bytes`` or inflates too far is
-    QueryOverBudget (also an InvalidQuery), logged as ``budget_exceeded``.
-    (A key listing more than ``max_query_values`` values is the Archive's
-    to refuse, as QueryOverBudget too.)
+    QueryOverBudget (also an InvalidQuery; :func:`refuse` answers and logs
+    both). A key listing more than ``max_query_values`` values is the
+    Archive's to refuse, as QueryOverBudget too.
     """
     if not isinstance(message.dataset, bytes) or not message.dataset:  # only C-STORE datasets spool
         raise InvalidQuery("the request has no identifier")
-    try:
-        return _decode(message.dataset, dataset.syntax_of(message.context), limits)
-    except QueryOverBudget as exc:
-        log_over_budget(exc, association.log_fields())
-        raise
+    return _decode(message.dataset, dataset.syntax_of(message.context), limits)
 
 
 def log_over_budget(exc: QueryOverBudget, log_fields: LogFields) -> None:
