@@ -96,7 +96,7 @@ def storescp(
     port = peers.free_port()
     out = out or work / "received"
     out.mkdir(exist_ok=True)
-    proc = peers.start(["storescp", "-aet", ae_title, "-od", str(out), str(port)], None, env=ENV)
+    proc = peers.start([peers.dcmtk("storescp"), "-aet", ae_title, "-od", str(out), str(port)], None, env=ENV)
     return _running(proc, port, "storescp", ae_title)
 
 
@@ -112,7 +112,7 @@ def ingest(peer: Peer, parts: list[Path]) -> float:
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
-            ["storescu", "+sd", "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(part)],
+            [peers.dcmtk("storescu"), "+sd", "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(part)],
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -128,7 +128,17 @@ def ingest(peer: Peer, parts: list[Path]) -> float:
 
 def findscu_ms(peer: Peer, repeat: int = 1) -> float:
     """Milliseconds of one findscu run: *repeat* study queries on one association."""
-    cmd = ["findscu", "-S", "-aec", peer.ae_title, "--repeat", str(repeat), *FIND_KEYS, "127.0.0.1", str(peer.port)]
+    cmd = [
+        peers.dcmtk("findscu"),
+        "-S",
+        "-aec",
+        peer.ae_title,
+        "--repeat",
+        str(repeat),
+        *FIND_KEYS,
+        "127.0.0.1",
+        str(peer.port),
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return (time.perf_counter() - start) * 1000
@@ -167,7 +177,7 @@ def move_rates(running: list[tuple[Peer, Path]], study_uid: str, expected: int) 
 
 def move_rate(peer: Peer, study_uid: str, received: Path, expected: int) -> float:
     """Instances/s of a C-MOVE of one study to the DEST storescp."""
-    cmd = ["movescu", "-S", "-aec", peer.ae_title, "-aem", "DEST", "-k", "QueryRetrieveLevel=STUDY",
+    cmd = [peers.dcmtk("movescu"), "-S", "-aec", peer.ae_title, "-aem", "DEST", "-k", "QueryRetrieveLevel=STUDY",
            "-k", f"StudyInstanceUID={study_uid}", "127.0.0.1", str(peer.port)]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

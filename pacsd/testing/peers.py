@@ -21,6 +21,12 @@ LOOPBACK = "127.0.0.1"
 # DCMTK (and Orthanc, built on it) waits 40 ms per message without it.
 NODELAY_ENV = {**os.environ, "TCP_NODELAY": "1"}
 LOG_TAIL = 3000  # characters of a peer's log quoted in an error
+DCMTK_BIN = Path("/usr/bin")  # Debian's DCMTK: the venv has pynetdicom apps of the same names
+
+
+def dcmtk(tool: str) -> str:
+    """The absolute path of DCMTK's *tool* (``storescu``, ``findscu``...)."""
+    return str(DCMTK_BIN / tool)
 
 
 class PeerError(RuntimeError):

@@ -133,7 +133,7 @@ class Server:
         return the responses it received (via --extract) and its output."""
         out = Path(tempfile.mkdtemp(prefix="findscu-"))
         cmd: list[str | bytes] = [
-            "findscu",
+            peers.dcmtk("findscu"),
             "-v",
             model,
             "-aet",
@@ -157,7 +157,7 @@ class Server:
         self, tool: str, model: str, *keys: str, extra: tuple[str, ...] = (), out: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run DCMTK movescu or getscu against pacsd."""
-        cmd = [tool, model, "-aet", "RETRIEVER", "-aec", self.ae_title, *extra]
+        cmd = [peers.dcmtk(tool), model, "-aet", "RETRIEVER", "-aec", self.ae_title, *extra]
         if out is not None:
             cmd += ["-od", str(out)]
         for key in keys:
@@ -168,7 +168,7 @@ class Server:
     def storescu(
         self, *files: Path | str, extra: tuple[str, ...] = (), check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        cmd = ["storescu", "-aec", self.ae_title, *extra, "127.0.0.1", str(self.port), *map(str, files)]
+        cmd = [peers.dcmtk("storescu"), "-aec", self.ae_title, *extra, "127.0.0.1", str(self.port), *map(str, files)]
         result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=300)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(cmd[:6])} ... failed ({result.returncode}):\n{result.stderr[-3000:]}")
@@ -260,7 +260,7 @@ class StoreSCP:
         self.out.mkdir()
         self.log_path = workdir / f"storescp-{ae_title}.log"
         self.log_path.write_bytes(b"")
-        cmd = ["storescp", "-d", "-aet", ae_title, "-od", str(self.out), *extra, str(self.port)]
+        cmd = [peers.dcmtk("storescp"), "-d", "-aet", ae_title, "-od", str(self.out), *extra, str(self.port)]
         self.proc = peers.start(cmd, self.log_path, env=DCMTK_ENV)
         peers.wait_for_port(self.proc, self.port, "storescp", self.log_path, timeout=10)
 
