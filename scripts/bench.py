@@ -13,8 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,9 +28,9 @@ import pydicom
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pacsd.testing import synth  # noqa: E402
+from pacsd.testing import peers, synth  # noqa: E402
 
-ENV = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK waits 40 ms per message without it
+ENV = peers.NODELAY_ENV  # DCMTK waits 40 ms per message without it
 # A worklist-style study query: one patient's studies, with what a viewer lists.
 FIND_KEYS = [
     "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=BENCH000000", "-k", "StudyInstanceUID", "-k", "PatientName",
@@ -54,35 +52,6 @@ class Row:
     unit: str
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @dataclass
 class Peer:
     name: str
@@ -92,50 +61,31 @@ class Peer:
 
 
 @contextmanager
-def _running(proc: subprocess.Popen[bytes], port: int, name: str, ae_title: str) -> Iterator[Peer]:
+def _running(
+    proc: subprocess.Popen[bytes], port: int, name: str, ae_title: str, log: Path | None = None
+) -> Iterator[Peer]:
     """The started *proc* as a peer once it listens; stopped on the way out."""
     try:
-        wait_port(port, proc, name)
+        peers.wait_for_port(proc, port, name, log, timeout=60)
         yield Peer(name, ae_title, port, proc)
     finally:
-        stop(proc)
+        peers.stop(proc)
 
 
 def pacsd(work: Path, dest: tuple[str, int] | None) -> AbstractContextManager[Peer]:
-    port = free_port()
-    config = work / "pacsd.toml"
-    remotes = f'[remotes.DEST]\nhost = "127.0.0.1"\nport = {dest[1]}\n' if dest else ""
-    config.write_text(f'[server]\nport = {port}\ndata_dir = "{work / "data"}"\n{remotes}')
-    with (work / "pacsd.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pacsd.cli", "serve", "--config", str(config)], stderr=log)
-    return _running(proc, port, "pacsd", "PACSD")
+    port = peers.free_port()
+    remotes = peers.remote_toml(dest[0], dest[1]) if dest else ""
+    config = peers.pacsd_config(work / "pacsd.toml", port=port, data_dir=work / "data", extra=remotes)
+    log = work / "pacsd.log"
+    # This checkout's pacsd, whatever the working directory.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = peers.start(peers.pacsd_command("serve", "--config", str(config)), log, env=env, stdout_to_log=False)
+    return _running(proc, port, "pacsd", "PACSD", log)
 
 
 def orthanc(work: Path, dest: tuple[str, int] | None) -> AbstractContextManager[Peer]:
-    port, http = free_port(), free_port()
-    config = {
-        "Name": "bench",
-        "StorageDirectory": str(work / "storage"),
-        "IndexDirectory": str(work / "index"),
-        "DicomAet": "ORTHANC",
-        "DicomPort": port,
-        "HttpPort": http,
-        "RemoteAccessAllowed": False,
-        "DicomCheckCalledAet": False,
-        "DicomAlwaysAllowEcho": True,
-        "DicomAlwaysAllowStore": True,
-        "DicomAlwaysAllowFind": True,
-        "DicomAlwaysAllowMove": True,
-        "DicomAlwaysAllowGet": True,
-        "DicomModalities": {"DEST": ["DEST", "127.0.0.1", dest[1]]} if dest else {},
-        "StorageCompression": False,
-        "Plugins": [],
-    }
-    path = work / "orthanc.json"
-    path.write_text(json.dumps(config))
-    with (work / "orthanc.log").open("wb") as log:
-        proc = subprocess.Popen(["Orthanc", str(path)], stdout=log, stderr=subprocess.STDOUT)
-    return _running(proc, port, "orthanc", "ORTHANC")
+    server = peers.Orthanc(work, ae_title="ORTHANC", modalities=dict([dest]) if dest else {}, name="bench")
+    return _running(server.launch(), server.port, "orthanc", server.ae_title, server.log)
 
 
 def storescp(
@@ -143,13 +93,10 @@ def storescp(
 ) -> AbstractContextManager[Peer]:
     """Files only, no index: the raw limit (*dest* is unused: it moves nothing).
     Writes into *out* (default: work/received)."""
-    port = free_port()
+    port = peers.free_port()
     out = out or work / "received"
     out.mkdir(exist_ok=True)
-    proc = subprocess.Popen(
-        ["storescp", "-aet", ae_title, "-od", str(out), str(port)],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = peers.start([peers.dcmtk("storescp"), "-aet", ae_title, "-od", str(out), str(port)], None, env=ENV)
     return _running(proc, port, "storescp", ae_title)
 
 
@@ -165,7 +112,7 @@ def ingest(peer: Peer, parts: list[Path]) -> float:
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
-            ["storescu", "+sd", "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(part)],
+            [peers.dcmtk("storescu"), "+sd", "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(part)],
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -181,7 +128,17 @@ def ingest(peer: Peer, parts: list[Path]) -> float:
 
 def findscu_ms(peer: Peer, repeat: int = 1) -> float:
     """Milliseconds of one findscu run: *repeat* study queries on one association."""
-    cmd = ["findscu", "-S", "-aec", peer.ae_title, "--repeat", str(repeat), *FIND_KEYS, "127.0.0.1", str(peer.port)]
+    cmd = [
+        peers.dcmtk("findscu"),
+        "-S",
+        "-aec",
+        peer.ae_title,
+        "--repeat",
+        str(repeat),
+        *FIND_KEYS,
+        "127.0.0.1",
+        str(peer.port),
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return (time.perf_counter() - start) * 1000
@@ -220,7 +177,7 @@ def move_rates(running: list[tuple[Peer, Path]], study_uid: str, expected: int) 
 
 def move_rate(peer: Peer, study_uid: str, received: Path, expected: int) -> float:
     """Instances/s of a C-MOVE of one study to the DEST storescp."""
-    cmd = ["movescu", "-S", "-aec", peer.ae_title, "-aem", "DEST", "-k", "QueryRetrieveLevel=STUDY",
+    cmd = [peers.dcmtk("movescu"), "-S", "-aec", peer.ae_title, "-aem", "DEST", "-k", "QueryRetrieveLevel=STUDY",
            "-k", f"StudyInstanceUID={study_uid}", "127.0.0.1", str(peer.port)]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -9,11 +9,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,22 +23,17 @@ from pynetdicom import AE, _config
 from pynetdicom.association import Association
 from pynetdicom.dsutils import split_dataset
 
+from pacsd.testing import peers
+from pacsd.testing.peers import free_port
+from pacsd.testing.peers import pacsd_command as pacsd_cmd
+from tests.e2e import fault_matrix
+
 # Send Part 10 files byte for byte (pynetdicom otherwise decodes and
 # re-encodes them), so tests control exactly what goes on the wire.
 _config.STORE_SEND_CHUNKED_DATASET = True
 
 REPO = Path(__file__).resolve().parents[2]
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pacsd_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pacsd.cli", *args]
+DCMTK_ENV = peers.NODELAY_ENV
 
 
 class Server:
@@ -52,50 +44,36 @@ class Server:
         self.ae_title = ae_title
         self.port = free_port()
         self.data_dir = workdir / "data"
-        self.config = workdir / "pacsd.toml"
-        self.config.write_text(
-            f'[server]\nae_title = "{ae_title}"\nhost = "127.0.0.1"\nport = {self.port}\n'
-            f'data_dir = "{self.data_dir}"\nmax_associations = 128\n{extra_toml}'
+        self.config = peers.pacsd_config(
+            workdir / "pacsd.toml",
+            port=self.port,
+            data_dir=self.data_dir,
+            ae_title=ae_title,
+            max_associations=128,
+            extra=extra_toml,
         )
         self.log_path = workdir / "pacsd.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
-        log = self.log_path.open("ab")
         # The repository on the path: configs may name test query filters.
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        self.proc = subprocess.Popen(
-            pacsd_cmd("serve", "--config", str(self.config)), stderr=log, cwd=self.workdir, env=env
-        )
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pacsd exited with {self.proc.returncode}:\n{self.log()}")
+        cmd = pacsd_cmd("serve", "--config", str(self.config))
+        proc = self.proc = peers.start(cmd, self.log_path, env=env, cwd=self.workdir, stdout_to_log=False)
+
+        def started() -> bool:
             # Our process must have started (holding the data dir), not a
             # dying predecessor still answering on the port.
-            started = any(e.get("pid") == self.proc.pid for e in self.events("server_started"))
-            try:
-                if started:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.proc.kill()  # never leave a process behind
-        self.proc.wait()
-        raise RuntimeError(f"pacsd did not listen on {self.port}:\n{self.log()}")
+            return any(e.get("pid") == proc.pid for e in self.events("server_started"))
+
+        peers.wait_for_port(proc, self.port, "pacsd", self.log_path, ready=started)
+        return self
 
     def stop(self) -> None:
         """SIGTERM, and check the server (every worker) shut down cleanly."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"pacsd did not stop on SIGTERM:\n{self.log()[-3000:]}") from None
+            if not peers.stop(self.proc, grace=15):
+                raise AssertionError(f"pacsd did not stop on SIGTERM:\n{self.log()[-3000:]}")
             assert self.proc.returncode == 0, f"pacsd exited with {self.proc.returncode}:\n{self.log()[-3000:]}"
             assert not self.events("worker_failed"), self.log()[-3000:]
 
@@ -155,7 +133,7 @@ class Server:
         return the responses it received (via --extract) and its output."""
         out = Path(tempfile.mkdtemp(prefix="findscu-"))
         cmd: list[str | bytes] = [
-            "findscu",
+            peers.dcmtk("findscu"),
             "-v",
             model,
             "-aet",
@@ -179,7 +157,7 @@ class Server:
         self, tool: str, model: str, *keys: str, extra: tuple[str, ...] = (), out: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run DCMTK movescu or getscu against pacsd."""
-        cmd = [tool, model, "-aet", "RETRIEVER", "-aec", self.ae_title, *extra]
+        cmd = [peers.dcmtk(tool), model, "-aet", "RETRIEVER", "-aec", self.ae_title, *extra]
         if out is not None:
             cmd += ["-od", str(out)]
         for key in keys:
@@ -190,11 +168,19 @@ class Server:
     def storescu(
         self, *files: Path | str, extra: tuple[str, ...] = (), check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        cmd = ["storescu", "-aec", self.ae_title, *extra, "127.0.0.1", str(self.port), *map(str, files)]
+        cmd = [peers.dcmtk("storescu"), "-aec", self.ae_title, *extra, "127.0.0.1", str(self.port), *map(str, files)]
         result = subprocess.run(cmd, env=DCMTK_ENV, capture_output=True, text=True, timeout=300)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(cmd[:6])} ... failed ({result.returncode}):\n{result.stderr[-3000:]}")
         return result
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The proxy fault matrix, after a run that included its cases."""
+    if fault_matrix.MATRIX:
+        terminalreporter.section("proxy fault matrix")
+        for line in fault_matrix.table():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture
@@ -273,27 +259,13 @@ class StoreSCP:
         self.out = workdir / f"received-{ae_title}"
         self.out.mkdir()
         self.log_path = workdir / f"storescp-{ae_title}.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                ["storescp", "-d", "-aet", ae_title, "-od", str(self.out), *extra, str(self.port)],
-                env=DCMTK_ENV,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("storescp did not start")
+        self.log_path.write_bytes(b"")
+        cmd = [peers.dcmtk("storescp"), "-d", "-aet", ae_title, "-od", str(self.out), *extra, str(self.port)]
+        self.proc = peers.start(cmd, self.log_path, env=DCMTK_ENV)
+        peers.wait_for_port(self.proc, self.port, "storescp", self.log_path, timeout=10)
 
     def toml(self, name: str | None = None) -> str:
-        return (
-            f'[remotes.{name or self.ae_title}]\nae_title = "{self.ae_title}"\nhost = "127.0.0.1"\nport = {self.port}\n'
-        )
+        return peers.remote_toml(name or self.ae_title, self.port, self.ae_title)
 
     def received(self) -> list[Dataset]:
         return [pydicom.dcmread(p) for p in sorted(self.out.iterdir()) if p.is_file()]
@@ -302,10 +274,4 @@ class StoreSCP:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        peers.stop(self.proc, grace=10)

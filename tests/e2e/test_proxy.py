@@ -21,6 +21,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # t
 
 from pacsd.testing import synth
 from tests.e2e.conftest import SCU, Server, StoreSCP, free_port
+from tests.e2e.fault_matrix import MATRIX
 from tests.e2e.proxy_filters import GHOST_REAL, GHOST_STUDY
 from tests.e2e.upstream import Orthanc
 
@@ -203,8 +204,6 @@ def test_fetch_then_served_locally_with_upstream_stopped(clean: Env) -> None:
 
 
 # -- the fault matrix: each case ends with no new index row and no staged file.
-
-MATRIX: list[tuple[str, str, str]] = []  # (case, status the client saw, comment), for the closing note
 
 
 def assert_untouched(env: Env, before: tuple[int, ...], case: str, status: str, said: str = "") -> None:
@@ -427,10 +426,3 @@ def test_kill9_mid_fetch_then_restart(clean: Env) -> None:
     clean.server.start()
     assert clean.server.events("stale_temporaries_removed")
     assert_untouched(clean, before, "pacsd killed -9 mid-fetch, restarted", "(connection lost)")
-
-
-def test_print_matrix() -> None:
-    """The fault matrix of this run (pytest -s shows it)."""
-    print("\n| case | client saw | rows added | staged files left |")
-    for case, status, effect in MATRIX:
-        print(f"| {case} | {status} | {effect} |")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,13 +10,18 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_file_meta_info
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
+    PatientRootQueryRetrieveInformationModelGet,
+    SecondaryCaptureImageStorage,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from pacsd.domain.part10 import stored_dataset
 from pacsd.testing import synth
 from tests.e2e.conftest import SCU, Server, StoreSCP, free_port, shipped
 
@@ -64,6 +70,54 @@ def sops(datasets: list[Dataset]) -> set[str]:
     return {ds.SOPInstanceUID for ds in datasets}
 
 
+def dataset_bytes(path: Path) -> bytes:
+    """A Part 10 file's dataset bytes: all after its file meta (PS3.10 7.1:
+    preamble, 'DICM', then group 0002 led by its group length)."""
+    offset = 128 + 4 + 12 + int(read_file_meta_info(path).FileMetaInformationGroupLength)
+    return path.read_bytes()[offset:]
+
+
+def values(ds: Dataset) -> dict[int, object]:
+    """Every element's value by tag (not its VR: a syntax change may alter that)."""
+    return {int(elem.tag): elem.value for elem in ds}
+
+
+def stored_file(server: Server, sop_instance_uid: str) -> Path:
+    [path] = [p for p in server.files() if p.stem == sop_instance_uid]
+    return path
+
+
+@dataclass
+class Final:
+    """The final C-GET/C-MOVE response as DCMTK's -d dump shows it."""
+
+    status: int
+    remaining: int
+    completed: int
+    failed: int
+    warning: int
+
+
+def final_response(stderr: str, rsp: str = "C-GET RSP") -> Final:
+    """Parse the last *rsp* message a DCMTK getscu/movescu -d run received."""
+    _, found, tail = stderr.rpartition(f"Message Type                  : {rsp}")
+    assert found, f"no {rsp} in:\n{stderr[-2000:]}"
+    block = tail.split("END DIMSE MESSAGE", 1)[0]
+
+    def field(name: str) -> str:
+        match = re.search(rf"{name}\s*: (0x[0-9a-fA-F]{{4}}|\w+)", block)
+        assert match, f"no {name} in the final {rsp}:\n{block}"
+        return match.group(1)
+
+    def count(name: str) -> int:
+        value = field(f"{name} Suboperations")
+        return 0 if value == "none" else int(value)
+
+    return Final(
+        int(field("DIMSE Status"), 16), count("Remaining"), count("Completed"), count("Failed"), count("Warning")
+    )
+
+
 def test_move_study_to_storescp(setup: Setup, dest: StoreSCP) -> None:
     study = setup.s1[0].StudyInstanceUID
     result = setup.server.retrieve(
@@ -85,10 +139,12 @@ def test_moved_objects_keep_their_bytes(setup: Setup, dest: StoreSCP) -> None:
         f"SeriesInstanceUID={image.SeriesInstanceUID}", f"SOPInstanceUID={image.SOPInstanceUID}",
         extra=("-aem", "DEST"),
     )  # fmt: skip
-    [received] = dest.received()
+    [path] = [p for p in dest.out.iterdir() if p.is_file()]
+    received = pydicom.dcmread(path)
     assert received.SOPInstanceUID == image.SOPInstanceUID
-    assert received.PixelData == image.PixelData
     assert received.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    # Byte for byte the dataset pacsd stored: nothing decoded and re-encoded.
+    assert dataset_bytes(path) == stored_dataset(stored_file(setup.server, image.SOPInstanceUID))
 
 
 def test_move_patient_level_patient_root(setup: Setup, dest: StoreSCP) -> None:
@@ -175,22 +231,59 @@ def test_cancel_mid_move(setup: Setup, dest: StoreSCP) -> None:
 def test_get_study_with_getscu(setup: Setup, tmp_path: Path) -> None:
     study = setup.s1[0].StudyInstanceUID
     result = setup.server.retrieve(
-        "getscu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}", extra=("-v",), out=tmp_path
+        "getscu", "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}", extra=("-d",), out=tmp_path
     )
-    assert result.returncode == 0, result.stderr
-    assert "Received Final Get Response (Success)" in result.stderr or "Success" in result.stderr
-    received = [pydicom.dcmread(p) for p in tmp_path.iterdir()]
-    assert sops(received) == sops(setup.s1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert final_response(result.stderr) == Final(0x0000, 0, 3, 0, 0)
+    files = sorted(tmp_path.iterdir())
+    received = {pydicom.dcmread(p).SOPInstanceUID: p for p in files}
+    assert len(files) == 3 and set(received) == sops(setup.s1)
+    # getscu is sent implicit VR (pacsd picks that syntax for its storage
+    # contexts), so the values are compared, element by element.
+    for sop, path in received.items():
+        assert values(pydicom.dcmread(path)) == values(pydicom.dcmread(stored_file(setup.server, sop))), sop
 
 
 def test_get_patient_root_and_refused_syntax(setup: Setup, tmp_path: Path) -> None:
     # getscu proposes uncompressed storage only: the JPEG 2000 image fails.
     result = setup.server.retrieve(
-        "getscu", "-P", "QueryRetrieveLevel=PATIENT", "PatientID=MOVE2", extra=("-v",), out=tmp_path
+        "getscu", "-P", "QueryRetrieveLevel=PATIENT", "PatientID=MOVE2", extra=("-d",), out=tmp_path
     )
     received = [pydicom.dcmread(p) for p in tmp_path.iterdir()]
-    assert sops(received) == sops(setup.s2[:2])
-    assert "Warning" in result.stderr
+    assert len(received) == 2 and sops(received) == sops(setup.s2[:2])
+    assert final_response(result.stderr) == Final(0xB000, 0, 2, 1, 0)
+
+
+def test_get_failed_list_names_the_refused_object(setup: Setup) -> None:
+    # getscu does not read the final response's identifier: pynetdicom does.
+    # Storage offered uncompressed only, as getscu does: the JPEG 2000 image fails.
+    arrived: list[str] = []
+
+    def on_store(event: evt.Event) -> int:
+        arrived.append(event.request.AffectedSOPInstanceUID)
+        return 0x0000
+
+    ae = AE(ae_title="PYGET")
+    ae.add_requested_context(PatientRootQueryRetrieveInformationModelGet)
+    for storage in (CTImageStorage, SecondaryCaptureImageStorage):
+        ae.add_requested_context(storage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    roles = [build_role(storage, scp_role=True) for storage in (CTImageStorage, SecondaryCaptureImageStorage)]
+    assoc = ae.associate(
+        "127.0.0.1", setup.server.port, ae_title="PACSD", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    keys = Dataset()
+    keys.QueryRetrieveLevel = "PATIENT"
+    keys.PatientID = "MOVE2"
+    try:
+        responses = list(assoc.send_c_get(keys, PatientRootQueryRetrieveInformationModelGet))
+    finally:
+        assoc.release()
+    final, identifier = responses[-1]
+    assert final.Status == 0xB000
+    counts = (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations)
+    assert (*counts, final.NumberOfWarningSuboperations) == (2, 1, 0)
+    assert identifier is not None and identifier.FailedSOPInstanceUIDList == setup.s2[2].SOPInstanceUID
+    assert sorted(arrived) == sorted(sops(setup.s2[:2]))
 
 
 def test_cancel_mid_get(setup: Setup) -> None:

@@ -17,6 +17,7 @@ from pacsd.admin import fsck
 from pacsd.bootstrap import Node, prepare
 from pacsd.config import Settings, load
 from pacsd.domain.errors import IdentityConflict
+from pacsd.domain.outcomes import Result
 from pacsd.domain.received import received_from_file
 from pacsd.index.models import WriteAhead
 from pacsd.services.ingest import WRITE_AHEAD_MAX
@@ -60,12 +61,28 @@ def test_copies_drain_while_serving_and_files_are_exact(tmp_path: Path) -> None:
         while copies(server.data_dir) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert copies(server.data_dir) == 0, "the syncer did not flush the stored files"
-        server.storescu(*sent[:5])  # identical re-sends add no copy
+        # Identical re-sends are answered as already stored and leave no copy.
+        # (The syncer could drain a copy they made before this looks: that
+        # they make none is proven in process, without a syncer, below.)
+        server.storescu(*sent[:5])
+        again = {ds.SOPInstanceUID for ds in map(pydicom.dcmread, sent[:5])}
+        results = {e["sop_instance_uid"]: e["result"] for e in server.events("stored")[-5:]}
+        assert results == dict.fromkeys(again, Result.ALREADY_STORED.value)
         assert copies(server.data_dir) == 0
     finally:
         server.stop()
     stored = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p).PixelData for p in server.files()}
     assert stored == {ds.SOPInstanceUID: ds.PixelData for ds in map(pydicom.dcmread, sent)}
+
+
+def test_identical_re_sends_add_no_copy(tmp_path: Path, unsynced) -> None:  # type: ignore[no-untyped-def]
+    # No syncer runs here: every copy made stays, so the count is exact.
+    s, ingest = unsynced
+    sent = [synth.write(ds, tmp_path / f"{n}.dcm") for n, ds in enumerate(synth.series(3, patient_id="AGAIN"))]
+    assert [ingest.store(received_from_file(f)).result for f in sent] == [Result.STORED] * 3
+    assert copies(s.server.data_dir) == 3
+    assert [ingest.store(received_from_file(f)).result for f in sent] == [Result.ALREADY_STORED] * 3
+    assert copies(s.server.data_dir) == 3
 
 
 def test_clean_stop_flushes_everything(tmp_path: Path) -> None:
