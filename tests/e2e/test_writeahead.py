@@ -77,11 +77,11 @@ def test_copies_drain_while_serving_and_files_are_exact(tmp_path: Path) -> None:
 
 def test_identical_re_sends_add_no_copy(tmp_path: Path, unsynced) -> None:  # type: ignore[no-untyped-def]
     # No syncer runs here: every copy made stays, so the count is exact.
-    s, ingest = unsynced
+    s, archive = unsynced
     sent = [synth.write(ds, tmp_path / f"{n}.dcm") for n, ds in enumerate(synth.series(3, patient_id="AGAIN"))]
-    assert [ingest.store(received_from_file(f)).result for f in sent] == [Result.STORED] * 3
+    assert [archive.store(received_from_file(f)).result for f in sent] == [Result.STORED] * 3
     assert copies(s.server.data_dir) == 3
-    assert [ingest.store(received_from_file(f)).result for f in sent] == [Result.ALREADY_STORED] * 3
+    assert [archive.store(received_from_file(f)).result for f in sent] == [Result.ALREADY_STORED] * 3
     assert copies(s.server.data_dir) == 3
 
 
