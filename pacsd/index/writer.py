@@ -24,8 +24,10 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from pacsd import log
+from pacsd.index.dialect import SQLITE
 
 MAX_GROUP = 64
+BEGIN = SQLITE.begin_write  # the write lock from the start: no upgrade from a read to fail
 
 # apply(conn) runs in a savepoint on the writer's apsw connection and must
 # not open transactions of its own, nor call run() (its work would queue
@@ -139,7 +141,7 @@ class IndexWriter:
         failed: list[tuple[_Job, BaseException]] = []
         self._barrier.clear()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(BEGIN)
             try:
                 for job in group:
                     conn.execute("SAVEPOINT job")
