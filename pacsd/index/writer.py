@@ -148,8 +148,12 @@ class IndexWriter:
                     try:
                         value = job.apply(conn)
                     except Exception as exc:
-                        conn.execute("ROLLBACK TO job")
                         failed.append((job, exc))
+                        if conn.getautocommit():
+                            # SQLite rolled the whole transaction back (a full
+                            # disk, an I/O error): nothing of the group stays.
+                            raise
+                        conn.execute("ROLLBACK TO job")
                     else:
                         done.append((job, value))
                     conn.execute("RELEASE job")
@@ -170,6 +174,9 @@ class IndexWriter:
                     job.finish(error=exc)
             for job, job_exc in failed:
                 job.finish(error=job_exc)
+            for job in group:
+                if not job.done:  # not run yet: the transaction was gone
+                    job.finish(error=exc)
             return
         for job, value in done:
             job.finish(value)
