@@ -49,14 +49,15 @@ class PatientKey:
 
 # The hot path is plain SQL on the apsw connection, built once here: query
 # building per call cost more than the statements themselves.
+_P = SQLITE.param
 PATIENT_KEY_COLUMNS = ("patient_id", "issuer", "no_id_study_uid")
 PATIENT_INSERT = SQLITE.insert_returning_id(
     "patient",
     (*PATIENT_KEY_COLUMNS, "name", "name_fold", "name_fold_ideo", "name_fold_phon", "birth_date", "sex"),
     PATIENT_KEY_COLUMNS,
 )
-PATIENT_FIND = "SELECT id FROM patient WHERE patient_id = ? AND issuer = ? AND no_id_study_uid = ?"
-PATIENT_KEY = "SELECT patient_id, issuer, no_id_study_uid FROM patient WHERE id = ?"
+PATIENT_FIND = f"SELECT id FROM patient WHERE patient_id = {_P} AND issuer = {_P} AND no_id_study_uid = {_P}"
+PATIENT_KEY = f"SELECT patient_id, issuer, no_id_study_uid FROM patient WHERE id = {_P}"
 STUDY_INSERT = SQLITE.insert_returning_id(
     "study",
     (
@@ -65,8 +66,8 @@ STUDY_INSERT = SQLITE.insert_returning_id(
     ),
     ("study_uid",),
 )  # fmt: skip
-STUDY_FIND = "SELECT id, patient_pk FROM study WHERE study_uid = ?"
-STUDY_UID = "SELECT study_uid FROM study WHERE id = ?"
+STUDY_FIND = f"SELECT id, patient_pk FROM study WHERE study_uid = {_P}"
+STUDY_UID = f"SELECT study_uid FROM study WHERE id = {_P}"
 SERIES_INSERT = SQLITE.insert_returning_id(
     "series",
     ("series_uid", "study_pk", "modality", "series_number", "description", "series_date", "series_time", "body_part"),
@@ -75,14 +76,14 @@ SERIES_INSERT = SQLITE.insert_returning_id(
 SERIES_REQUEST_INSERT = SQLITE.insert(
     "series_request", ("series_pk", "requested_procedure_id", "scheduled_procedure_step_id", "accession")
 )
-SERIES_FIND = "SELECT id, study_pk FROM series WHERE series_uid = ?"
-SERIES_UID = "SELECT series_uid FROM series WHERE id = ?"
+SERIES_FIND = f"SELECT id, study_pk FROM series WHERE series_uid = {_P}"
+SERIES_UID = f"SELECT series_uid FROM series WHERE id = {_P}"
 INSTANCE_INSERT = SQLITE.insert_returning_id(
     "instance",
     ("sop_uid", "series_pk", "sop_class_uid", "instance_number", "transfer_syntax", "path", "size"),
     ("sop_uid",),
 )
-INSTANCE_FIND = "SELECT id, series_pk, path FROM instance WHERE sop_uid = ?"
+INSTANCE_FIND = f"SELECT id, series_pk, path FROM instance WHERE sop_uid = {_P}"
 
 
 def _one(conn: apsw.Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
