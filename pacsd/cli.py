@@ -1,10 +1,12 @@
-"""The `pacsd` command: serve, stats, fsck, import."""
+"""The `pacsd` command: serve, stats, changes, fsck, import."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pacsd import __version__, log
@@ -55,6 +57,49 @@ def _stats(args: argparse.Namespace) -> int:
     else:
         for key, value in result.items():
             print(f"{key:<10} {value}")
+    return 0
+
+
+CHANGE_FIELDS = (("patient_id", "patient"), ("issuer", "issuer"), ("study_uid", "study"),
+                 ("series_uid", "series"), ("sop_uid", "sop"))  # fmt: skip
+DEFAULT_CHANGES = 1000
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least *minimum* (else a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {value}")
+        return value
+
+    return parse
+
+
+def _quoted(value: str) -> str:
+    return value if value and not any(c.isspace() or c in "\"'" for c in value) else json.dumps(value)
+
+
+def _changes(args: argparse.Namespace) -> int:
+    from pacsd.index.sqlite import SqliteIndex
+
+    index = SqliteIndex(_index_path(_settings(args)), readonly=True)
+    try:
+        changes = index.changes_since(args.since, args.limit)
+    finally:
+        index.close()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(change) for change in changes]))
+        return 0
+    for change in changes:
+        fields = " ".join(
+            f"{label}={_quoted(getattr(change, name))}" for name, label in CHANGE_FIELDS if getattr(change, name)
+        )
+        print(f"{change.seq:>8}  {change.at}  {change.action:<6}  {change.level:<8}  {fields}")
     return 0
 
 
@@ -116,6 +161,13 @@ def parser() -> argparse.ArgumentParser:
     stats = command("stats", "count what the archive holds (read-only)")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     stats.set_defaults(func=_stats)
+    changes = command("changes", "list the change feed, oldest first (read-only)")
+    changes.add_argument("--since", type=_count(0), default=0, metavar="N", help="entries after sequence number N")
+    changes.add_argument(
+        "--limit", type=_count(1), default=DEFAULT_CHANGES, metavar="N", help=f"at most N (default {DEFAULT_CHANGES})"
+    )
+    changes.add_argument("--json", action="store_true", help="print one JSON array of entries")
+    changes.set_defaults(func=_changes)
     fsck = command("fsck", "find index rows without files and files without rows")
     fsck.add_argument("--reindex", action="store_true", help="index unindexed files through ingest")
     fsck.set_defaults(func=_fsck)

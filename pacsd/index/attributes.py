@@ -2,7 +2,8 @@
 
 Table aliases used in the expressions: ``p`` patient, ``s`` study, ``se``
 series, ``i`` instance (see :data:`pacsd.index.search.FROM`). Column
-expressions come only from here, never from a request.
+expressions come only from here, never from a request; what differs
+between SQL dialects comes from :mod:`pacsd.index.dialect`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from pacsd.domain.query import Level
+from pacsd.index.dialect import SQLITE
 
 
 class Kind(Enum):
@@ -70,13 +72,13 @@ ATTRIBUTES: dict[str, Attribute] = {
         Attribute("StudyID", ST, Kind.TEXT, "s.study_id"),
         Attribute(
             "ModalitiesInStudy", ST, Kind.MULTI,
-            "(SELECT GROUP_CONCAT(DISTINCT sx.modality) FROM series sx WHERE sx.study_pk = s.id)",
+            f"(SELECT {SQLITE.distinct_list('sx.modality')} FROM series sx WHERE sx.study_pk = s.id)",
             ("sx.modality",),
             "EXISTS (SELECT 1 FROM series sx WHERE sx.study_pk = s.id AND {cond})",
         ),
         Attribute(
             "SOPClassesInStudy", ST, Kind.MULTI,
-            "(" + _INSTANCES_OF_STUDY.format(x="GROUP_CONCAT(DISTINCT ix.sop_class_uid)") + ")",
+            "(" + _INSTANCES_OF_STUDY.format(x=SQLITE.distinct_list("ix.sop_class_uid")) + ")",
             ("ix.sop_class_uid",),
             "EXISTS (" + _INSTANCES_OF_STUDY.format(x="1") + " AND {cond})",
         ),

@@ -1,34 +1,30 @@
-"""Opening the index: apsw connection, pragmas and the schema version."""
+"""One index file: its connections (a pool of readers, the writer's own),
+their pragmas, and bringing its schema up to date on opening.
+
+Nothing here is process-wide: each :class:`Database` owns its connections,
+so one process can hold several indexes.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import apsw
-from peewee import DatabaseError, Model
-from playhouse.apsw_ext import APSWDatabase
-from playhouse.pool import PooledDatabase
 
 from pacsd.domain.errors import StartupError
-from pacsd.index.models import MODELS, Fetch, WriteAhead, database
+from pacsd.index.migrations import LATEST, SchemaError, migrate, version_of
 
-# Bumped with each schema change; upgrades go in UPGRADES[from_version].
-SCHEMA_VERSION = 3
-UPGRADES: dict[int, list[type[Model]]] = {
-    1: [Fetch],  # 1 -> 2: the caching proxy's fetch records
-    2: [WriteAhead],  # 2 -> 3: bytes of files not yet flushed
-}
-
+__all__ = ["BUSY_TIMEOUT", "Database", "SchemaError", "close_index", "open_index"]
 
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's write lock
+IDLE_CONNECTIONS = 16  # kept open for the next reader; more are closed
 
-
-class SchemaError(StartupError):
-    """The index was written by a newer pacsd, or cannot be upgraded."""
+# synchronous=FULL makes a commit durable before we answer success.
+PRAGMAS = "PRAGMA foreign_keys = 1; PRAGMA synchronous = FULL"
 
 
 def _busy_handler() -> Callable[[int], bool]:
@@ -52,80 +48,101 @@ def _busy_handler() -> Callable[[int], bool]:
     return busy
 
 
-class _Apsw(APSWDatabase):  # type: ignore[misc]
-    def _connect(self) -> Any:
-        conn = super()._connect()
-        conn.setbusyhandler(_busy_handler())  # one per connection
+class Database:
+    """The connections to one index file.
+
+    Readers are pooled: a C-FIND runs in its association's thread, and
+    opening a connection (pragmas, then parsing the schema on its first
+    statement) took a quarter of a small query's time.
+    """
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        self.readonly = readonly
+        self._flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+        self._idle: list[apsw.Connection] = []
+        self._mutex = threading.Lock()
+        self._closed = False
+
+    def connect(self) -> apsw.Connection:
+        """A new connection of this index, with its pragmas and busy handler."""
+        conn = apsw.Connection(str(self.path), flags=self._flags)
+        try:
+            conn.setbusyhandler(_busy_handler())  # one per connection
+            conn.execute(PRAGMAS)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
-
-IDLE_CONNECTIONS = 16  # kept open for the next reader; more are closed
-
-
-class _Database(PooledDatabase, _Apsw):  # type: ignore[misc]
-    """Connections are pooled: a C-FIND runs in its association's thread,
-    and opening a connection (pragmas, then parsing the schema on its
-    first statement) took a quarter of a small query's time."""
-
-    def _can_reuse(self, conn: Any) -> bool:
-        return len(self._connections) < IDLE_CONNECTIONS and not conn.in_transaction
-
-    def connect_writer(self) -> Any:
+    def connect_writer(self) -> apsw.Connection:
         """A connection of its own for the index writer (outside the pool and
         any thread): whichever thread leads a commit uses it."""
-        return _Apsw._connect(self)
+        return self.connect()
+
+    @contextmanager
+    def reading(self) -> Iterator[apsw.Connection]:
+        """A connection for one short read, given back on exit, also when a
+        generator holding it is abandoned mid-way (a cancelled C-FIND)."""
+        with self._mutex:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self.connect()
+        try:
+            yield conn
+        finally:
+            self._give_back(conn)
+
+    def _give_back(self, conn: apsw.Connection) -> None:
+        with self._mutex:
+            keep = not self._closed and len(self._idle) < IDLE_CONNECTIONS and conn.getautocommit()
+            if keep:
+                self._idle.append(conn)
+        if not keep:
+            conn.close()
+
+    def close(self) -> None:
+        """Close every idle connection; those in use close when given back."""
+        with self._mutex:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
-def close_index(db: APSWDatabase) -> None:
-    """Close *db* for good: this thread's connection and every pooled one."""
+def close_index(db: Database) -> None:
     db.close()
-    db.close_all()
 
 
-def open_index(path: Path, *, readonly: bool = False) -> APSWDatabase:
-    """Open (creating if needed) the index at *path* and bind the models.
+def open_index(path: Path, *, readonly: bool = False) -> Database:
+    """Open the index at *path*, creating or upgrading it unless *readonly*;
+    StartupError (SchemaError for a version this pacsd cannot use) if it
+    cannot be used.
 
-    WAL lets readers (C-FIND, ``pacsd stats``) run while a store commits;
-    synchronous=FULL makes a commit durable before we answer success.
+    WAL lets readers (C-FIND, ``pacsd stats``) run while a store commits.
     """
     if path.is_dir():
         raise StartupError(path, "is a directory, not an index")
     if readonly and not path.is_file():
         raise StartupError(path, "no index here (has the server run with this data_dir?)")
-    flags = {"flags": apsw.SQLITE_OPEN_READONLY} if readonly else {}
-    db = _Database(
-        str(path),
-        pragmas={"foreign_keys": 1, "synchronous": "full"}
-        if readonly
-        else {
-            "journal_mode": "wal",
-            "synchronous": "full",
-            "foreign_keys": 1,
-        },
-        max_connections=None,  # no limit: readers are bounded by associations
-        **flags,
-    )
-    database.initialize(db)
+    db = Database(path, readonly=readonly)
     try:
-        db.connect()
-        version = _migrate(db) if not readonly else db.execute_sql("PRAGMA user_version").fetchone()[0]
-    except (apsw.Error, DatabaseError) as exc:  # peewee re-raises some apsw errors as its own
-        _abandon(db)
+        with db.reading() as conn:
+            if readonly:
+                version = version_of(conn)
+            else:
+                conn.execute("PRAGMA journal_mode = WAL")  # persistent: recorded in the file
+                version = migrate(conn)
+    except apsw.Error as exc:
+        db.close()
         raise StartupError(path, _problem(exc)) from None
     except SchemaError as exc:
-        _abandon(db)
+        db.close()
         raise SchemaError(path, exc.problem) from None
-    if version != SCHEMA_VERSION:
-        _abandon(db)
-        raise SchemaError(path, f"index schema version {version}, this pacsd reads {SCHEMA_VERSION}")
+    if version != LATEST:
+        db.close()
+        raise SchemaError(path, f"index schema version {version}, this pacsd reads {LATEST}")
     return db
-
-
-def _abandon(db: APSWDatabase) -> None:
-    try:
-        close_index(db)
-    except Exception:  # a connection that never opened: nothing to close
-        pass
 
 
 def _problem(exc: Exception) -> str:
@@ -133,39 +150,3 @@ def _problem(exc: Exception) -> str:
     if isinstance(exc, apsw.NotADBError | apsw.CorruptError) or "not a database" in str(exc):
         return "not an SQLite index (corrupt, or another kind of file)"
     return f"cannot open the index: {exc}"
-
-
-def _migrate(db: APSWDatabase) -> int:
-    """Create or upgrade the schema; returns the version it is at now."""
-    with db.atomic("IMMEDIATE"):
-        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise SchemaError(
-                db.database,
-                f"index schema version {version} is newer than this pacsd ({SCHEMA_VERSION}); upgrade pacsd",
-            )
-        if version == 0:
-            db.create_tables(MODELS)
-        else:
-            for step in range(version, SCHEMA_VERSION):
-                db.create_tables(UPGRADES[step])
-        if version != SCHEMA_VERSION:
-            db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    return SCHEMA_VERSION
-
-
-@contextmanager
-def reading() -> Iterator[None]:
-    """A connection for this thread's reads (C-FIND, retrieve selection).
-
-    Taken from the pool if the thread has none and given back on exit, also
-    when a generator holding it is abandoned mid-way (a cancelled C-FIND).
-    """
-    opened = database.is_closed()
-    if opened:
-        database.connect()
-    try:
-        yield
-    finally:
-        if opened:
-            database.close()

@@ -1,7 +1,8 @@
 """Identity rules: link an arriving object into the index, or refuse it.
 
-Every function here runs inside the caller's write transaction. Each
-get-or-create reads first (the common case: the patient, study and series
+Every function here runs inside the caller's unit of work
+(:class:`pacsd.index.transaction.Transaction`), which also records each
+creation in the change feed. Each get-or-create reads first (the common case: the patient, study and series
 exist) and otherwise runs ``INSERT ... ON CONFLICT DO NOTHING RETURNING
 id``, reading back on conflict: the INSERT, never the read, decides
 whether a row is created, so there is no "check first" window for a
@@ -12,12 +13,18 @@ concurrent writer to fall into, and the UNIQUE constraints in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import apsw
 
 from pacsd.domain.errors import IdentityConflict
 from pacsd.domain.header import Header
 from pacsd.domain.outcomes import Linked, Placement
+from pacsd.index.dialect import SQLITE
 from pacsd.index.matching import fold_pn
+
+if TYPE_CHECKING:
+    from pacsd.index.transaction import Transaction
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,7 @@ class PatientKey:
 
     @classmethod
     def of(cls, header: Header) -> PatientKey:
-        # Text fields arrive stripped of padding (header._text). A missing
+        # Text fields arrive stripped of padding (by the header reader). A missing
         # issuer is '' so UNIQUE compares it; a missing ID gets a patient of
         # its own per study rather than joining every anonymous object.
         pid = header.patient_id
@@ -40,76 +47,82 @@ class PatientKey:
         return f"(PatientID {self.patient_id!r}, Issuer {self.issuer!r})"
 
 
-# The hot path is plain SQL on the apsw connection: peewee's query building
-# and execute_sql cost more than the statements themselves. The models still
-# own the schema; these statements only name its tables and columns.
-PATIENT_INSERT = (
-    "INSERT INTO patient (patient_id, issuer, no_id_study_uid, name, name_fold, name_fold_ideo, name_fold_phon,"
-    " birth_date, sex) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (patient_id, issuer, no_id_study_uid) DO NOTHING RETURNING id"
+# The hot path is plain SQL on the apsw connection, built once here: query
+# building per call cost more than the statements themselves.
+_P = SQLITE.param
+PATIENT_KEY_COLUMNS = ("patient_id", "issuer", "no_id_study_uid")
+PATIENT_INSERT = SQLITE.insert_returning_id(
+    "patient",
+    (*PATIENT_KEY_COLUMNS, "name", "name_fold", "name_fold_ideo", "name_fold_phon", "birth_date", "sex"),
+    PATIENT_KEY_COLUMNS,
 )
-PATIENT_FIND = "SELECT id FROM patient WHERE patient_id = ? AND issuer = ? AND no_id_study_uid = ?"
-PATIENT_KEY = "SELECT patient_id, issuer, no_id_study_uid FROM patient WHERE id = ?"
-STUDY_INSERT = (
-    "INSERT INTO study (study_uid, patient_pk, study_date, study_time, accession, description,"
-    " referring_physician, referring_fold, study_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (study_uid) DO NOTHING RETURNING id"
+PATIENT_FIND = f"SELECT id FROM patient WHERE patient_id = {_P} AND issuer = {_P} AND no_id_study_uid = {_P}"
+PATIENT_KEY = f"SELECT patient_id, issuer, no_id_study_uid FROM patient WHERE id = {_P}"
+STUDY_INSERT = SQLITE.insert_returning_id(
+    "study",
+    (
+        "study_uid", "patient_pk", "study_date", "study_time", "accession", "description",
+        "referring_physician", "referring_fold", "study_id",
+    ),
+    ("study_uid",),
+)  # fmt: skip
+STUDY_FIND = f"SELECT id, patient_pk FROM study WHERE study_uid = {_P}"
+STUDY_UID = f"SELECT study_uid FROM study WHERE id = {_P}"
+SERIES_INSERT = SQLITE.insert_returning_id(
+    "series",
+    ("series_uid", "study_pk", "modality", "series_number", "description", "series_date", "series_time", "body_part"),
+    ("series_uid",),
 )
-STUDY_FIND = "SELECT id, patient_pk FROM study WHERE study_uid = ?"
-STUDY_UID = "SELECT study_uid FROM study WHERE id = ?"
-SERIES_INSERT = (
-    "INSERT INTO series (series_uid, study_pk, modality, series_number, description, series_date, series_time,"
-    " body_part) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series_uid) DO NOTHING RETURNING id"
+SERIES_REQUEST_INSERT = SQLITE.insert(
+    "series_request", ("series_pk", "requested_procedure_id", "scheduled_procedure_step_id", "accession")
 )
-SERIES_REQUEST_INSERT = (
-    "INSERT INTO series_request (series_pk, requested_procedure_id, scheduled_procedure_step_id, accession)"
-    " VALUES (?, ?, ?, ?)"
+SERIES_FIND = f"SELECT id, study_pk FROM series WHERE series_uid = {_P}"
+SERIES_UID = f"SELECT series_uid FROM series WHERE id = {_P}"
+INSTANCE_INSERT = SQLITE.insert_returning_id(
+    "instance",
+    ("sop_uid", "series_pk", "sop_class_uid", "instance_number", "transfer_syntax", "path", "size"),
+    ("sop_uid",),
 )
-SERIES_FIND = "SELECT id, study_pk FROM series WHERE series_uid = ?"
-SERIES_UID = "SELECT series_uid FROM series WHERE id = ?"
-INSTANCE_INSERT = (
-    "INSERT INTO instance (sop_uid, series_pk, sop_class_uid, instance_number, transfer_syntax, path, size) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sop_uid) DO NOTHING RETURNING id"
-)
-INSTANCE_FIND = "SELECT id, series_pk, path FROM instance WHERE sop_uid = ?"
-FEED = "INSERT INTO change (action, level, row_id, uid) VALUES ('create', ?, ?, ?)"
+INSTANCE_FIND = f"SELECT id, series_pk, path FROM instance WHERE sop_uid = {_P}"
 
 
-def _one(conn: Any, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+def _one(conn: apsw.Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
     row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
     return row
 
 
-def _create(conn: Any, insert: str, values: tuple[Any, ...], level: str, uid: str) -> int | None:
+def _create(conn: apsw.Connection, insert: str, values: tuple[Any, ...]) -> int | None:
     """Run an ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``; the new
-    row's id (recorded in the change feed), or None if the key existed."""
+    row's id, or None if the key existed."""
     row = _one(conn, insert, values)
-    if row is None:
-        return None
-    conn.execute(FEED, (level, row[0], uid))
-    return int(row[0])
+    return None if row is None else int(row[0])
 
 
-def _existing(conn: Any, find: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
+def _existing(conn: apsw.Connection, find: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
     row = _one(conn, find, key)
     assert row is not None, "a conflicting key must be readable in the same transaction"
     return row
 
 
-def _patient(conn: Any, header: Header) -> tuple[int, PatientKey]:
+def _patient(tx: Transaction, header: Header) -> tuple[int, PatientKey]:
+    conn = tx.conn
     key = PatientKey.of(header)
     k = (key.patient_id, key.issuer, key.no_id_study_uid)
     known = _one(conn, PATIENT_FIND, k)
     if known is not None:
         return int(known[0]), key
     values = (*k, header.patient_name, *fold_pn(header.patient_name), header.birth_date, header.sex)
-    new = _create(conn, PATIENT_INSERT, values, "patient", str(key))
+    new = _create(conn, PATIENT_INSERT, values)
     if new is not None:
+        tx.changed(
+            "create", "patient", new, patient_id=key.patient_id, issuer=key.issuer, study_uid=key.no_id_study_uid
+        )
         return new, key
     return int(_existing(conn, PATIENT_FIND, k)[0]), key
 
 
-def _study(conn: Any, header: Header, patient_id: int, key: PatientKey) -> int:
+def _study(tx: Transaction, header: Header, patient_id: int, key: PatientKey) -> int:
+    conn = tx.conn
     known = _one(conn, STUDY_FIND, (header.study_uid,))
     if known is None:
         values = (
@@ -123,8 +136,9 @@ def _study(conn: Any, header: Header, patient_id: int, key: PatientKey) -> int:
             fold_pn(header.referring_physician)[0],
             header.study_id,
         )
-        new = _create(conn, STUDY_INSERT, values, "study", header.study_uid)
+        new = _create(conn, STUDY_INSERT, values)
         if new is not None:
+            tx.changed("create", "study", new, patient_id=key.patient_id, issuer=key.issuer, study_uid=header.study_uid)
             return new
         known = _existing(conn, STUDY_FIND, (header.study_uid,))
     study_id, owner = known
@@ -136,7 +150,8 @@ def _study(conn: Any, header: Header, patient_id: int, key: PatientKey) -> int:
     return int(study_id)
 
 
-def _series(conn: Any, header: Header, study_id: int) -> int:
+def _series(tx: Transaction, header: Header, study_id: int, key: PatientKey) -> int:
+    conn = tx.conn
     known = _one(conn, SERIES_FIND, (header.series_uid,))
     if known is None:
         values = (
@@ -149,8 +164,17 @@ def _series(conn: Any, header: Header, study_id: int) -> int:
             header.series_time,
             header.body_part,
         )
-        new = _create(conn, SERIES_INSERT, values, "series", header.series_uid)
+        new = _create(conn, SERIES_INSERT, values)
         if new is not None:
+            tx.changed(
+                "create",
+                "series",
+                new,
+                patient_id=key.patient_id,
+                issuer=key.issuer,
+                study_uid=header.study_uid,
+                series_uid=header.series_uid,
+            )
             for r in header.requests:
                 conn.execute(
                     SERIES_REQUEST_INSERT, (new, r.requested_procedure_id, r.scheduled_procedure_step_id, r.accession)
@@ -166,17 +190,18 @@ def _series(conn: Any, header: Header, study_id: int) -> int:
     return int(series_id)
 
 
-def link(conn: Any, header: Header, relative_path: str, size: int, transfer_syntax: str) -> Linked:
+def link(tx: Transaction, header: Header, relative_path: str, size: int, transfer_syntax: str) -> Linked:
     """Link the object described by *header* into the index.
 
-    Runs on the writer's connection *conn*, inside its transaction.
-    Creates whatever patient/study/series/instance rows are missing and
-    records them in the change feed. Raises :class:`IdentityConflict` when a
-    link already stored disagrees; the caller rolls the savepoint back.
+    Runs in the unit of work *tx*. Creates whatever patient/study/series/
+    instance rows are missing and records them in the change feed. Raises
+    :class:`IdentityConflict` when a link already stored disagrees; the
+    caller rolls the savepoint back.
     """
-    patient_id, key = _patient(conn, header)
-    study_id = _study(conn, header, patient_id, key)
-    series_id = _series(conn, header, study_id)
+    conn = tx.conn
+    patient_id, key = _patient(tx, header)
+    study_id = _study(tx, header, patient_id, key)
+    series_id = _series(tx, header, study_id, key)
     values = (
         header.sop_instance_uid,
         series_id,
@@ -186,8 +211,18 @@ def link(conn: Any, header: Header, relative_path: str, size: int, transfer_synt
         relative_path,
         size,
     )
-    new = _create(conn, INSTANCE_INSERT, values, "instance", header.sop_instance_uid)
+    new = _create(conn, INSTANCE_INSERT, values)
     if new is not None:
+        tx.changed(
+            "create",
+            "instance",
+            new,
+            patient_id=key.patient_id,
+            issuer=key.issuer,
+            study_uid=header.study_uid,
+            series_uid=header.series_uid,
+            sop_uid=header.sop_instance_uid,
+        )
         return Linked(Placement.NEW, new, relative_path)
     instance_id, parent, path = _existing(conn, INSTANCE_FIND, (header.sop_instance_uid,))
     if parent != series_id:

@@ -5,18 +5,20 @@ One function per matching type. Each takes the SQL column expression(s)
 and returns a :class:`Condition` whose values are bound parameters, or
 None for universal matching.
 
-Wildcards map onto SQLite's GLOB, which has DICOM's semantics: ``*`` and
-``?``, case-sensitive. Person names are compared in a folded form (see
-:func:`fold_pn`) on both sides, which makes them case-insensitive.
+Wildcards, lists and parameters are spelled by the dialect
+(:mod:`pacsd.index.dialect`): in SQLite, GLOB, which has DICOM's
+semantics (``*`` and ``?``, case-sensitive). Person names are compared in
+a folded form (see :func:`fold_pn`) on both sides, which makes them
+case-insensitive.
 
-A list of values (VM > 1 in the query) is bound as one JSON array and read
-back with ``json_each``: the SQL is the same whatever the list's length, so
-long lists meet neither SQLite's variable limit nor its expression depth.
+A list of values (VM > 1 in the query) is bound as one parameter (in
+SQLite a JSON array read back with ``json_each``): the SQL is the same
+whatever the list's length, so long lists meet neither the variable limit
+nor the expression depth.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -24,6 +26,10 @@ from typing import Any
 
 from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.query import has_wildcard
+from pacsd.index.dialect import SQLITE
+
+DIALECT = SQLITE
+_MARK = DIALECT.param  # the placeholder
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,8 @@ def both(conditions: list[Condition], joiner: str = " AND ") -> Condition:
 
 
 def glob_pattern(value: str) -> str:
-    """A DICOM wildcard value as a GLOB pattern: only '[' is special besides."""
-    return value.replace("[", "[[]")
+    """A DICOM wildcard value as the dialect's pattern (GLOB: '[' escaped)."""
+    return DIALECT.pattern(value)
 
 
 def _split(value: str) -> list[str]:
@@ -54,22 +60,22 @@ def single_or_wildcard(column: str, value: str) -> Condition | None:
     if value.strip("*") == "":
         return None  # "*" matches everything, empty values included
     if has_wildcard(value):
-        return Condition(f"{column} GLOB ?", [glob_pattern(value)])
-    return Condition(f"{column} = ?", [value])
+        return Condition(DIALECT.wildcard(column), [glob_pattern(value)])
+    return Condition(f"{column} = {_MARK}", [value])
 
 
 def any_of(column: str, values: list[Any]) -> Condition:
     """*column* equal to one of *values* (a list of any length)."""
     if len(values) == 1:
-        return Condition(f"{column} = ?", values)
-    return Condition(f"{column} IN (SELECT j.value FROM json_each(?) AS j)", [json.dumps(values)])
+        return Condition(f"{column} = {_MARK}", values)
+    return Condition(DIALECT.in_list(column), [DIALECT.list_param(values)])
 
 
 def any_glob(column: str, patterns: list[str]) -> Condition:
-    """*column* matching one of the GLOB *patterns* (a list of any length)."""
+    """*column* matching one of the wildcard *patterns* (a list of any length)."""
     if len(patterns) == 1:
-        return Condition(f"{column} GLOB ?", patterns)
-    return Condition(f"EXISTS (SELECT 1 FROM json_each(?) AS j WHERE {column} GLOB j.value)", [json.dumps(patterns)])
+        return Condition(DIALECT.wildcard(column), patterns)
+    return Condition(DIALECT.wildcard_any(column), [DIALECT.list_param(patterns)])
 
 
 def text(column: str, value: str) -> Condition | None:
@@ -146,15 +152,15 @@ def _range(column: str, value: str, low: Any, high: Any) -> Condition | None:
         if has_wildcard(value):
             return single_or_wildcard(column, value)
         if low is _date:
-            return Condition(f"{column} = ?", [low(value)])
+            return Condition(f"{column} = {_MARK}", [low(value)])
         # A time without a range matches the whole span it names.
-        return Condition(f"({column} >= ? AND {column} <= ?)", [low(value), high(value)])
+        return Condition(f"({column} >= {_MARK} AND {column} <= {_MARK})", [low(value), high(value)])
     start, end = value.split("-", 1)
     parts = [Condition(f"{column} != ''")]  # an empty value is never in a range
     if start.strip():
-        parts.append(Condition(f"{column} >= ?", [low(start)]))
+        parts.append(Condition(f"{column} >= {_MARK}", [low(start)]))
     if end.strip():
-        parts.append(Condition(f"{column} <= ?", [high(end)]))
+        parts.append(Condition(f"{column} <= {_MARK}", [high(end)]))
     return both(parts)
 
 

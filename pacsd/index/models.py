@@ -1,17 +1,11 @@
-"""The index schema as peewee models.
+"""The index schema described as peewee models: a readable map of the
+tables, kept in step with :mod:`pacsd.index.migrations` (which is what runs)
+by ``tests/unit/test_migrations.py``.
 
-The invariants live here, as constraints, not as checks in Python:
-
-- a patient is unique by (patient_id, issuer, no_id_study_uid). For every
-  patient with an ID, no_id_study_uid is '' (CHECK), so the UNIQUE holds on
-  (PatientID, IssuerOfPatientID) exactly as DESIGN.md says. An object with
-  no PatientID gets a patient of its own per study, keyed by the study UID,
-  so two unidentified people are never joined into one patient.
-- study, series and instance UIDs are UNIQUE and each row names exactly one
-  parent (NOT NULL foreign key).
-- foreign-key columns are named ``*_pk`` so they never read like the DICOM
-  attributes (PatientID, StudyID) stored beside them.
-- issuer is never NULL: SQLite treats NULLs as distinct under UNIQUE.
+The models are bound to no database: nothing at runtime goes through them,
+so one process can hold several indexes. To query with them (a test, a
+one-off script) bind them for a while, e.g.
+``peewee.SqliteDatabase(path).bind_ctx(MODELS)``.
 """
 
 from __future__ import annotations
@@ -22,7 +16,6 @@ from peewee import (
     BigIntegerField,
     BlobField,
     Check,
-    DatabaseProxy,
     DateTimeField,
     FloatField,
     ForeignKeyField,
@@ -32,12 +25,9 @@ from peewee import (
 )
 from playhouse.sqlite_ext import AutoIncrementField
 
-database = DatabaseProxy()
-
 
 class BaseModel(Model):
     class Meta:
-        database = database
         legacy_table_names = False
 
 
@@ -115,7 +105,13 @@ class Change(BaseModel):
     action = TextField(constraints=[Check("action IN ('create', 'update', 'merge', 'delete')")])
     level = TextField(constraints=[Check("level IN ('patient', 'study', 'series', 'instance')")])
     row_id = IntegerField()
-    uid = TextField()
+    uid = TextField()  # before migration 4 the only field: a UID, or a display string for patients
+    # Migration 4: the concerned UIDs, and the patient's ID and Issuer, apart.
+    patient_id = TextField(default="")
+    issuer = TextField(default="")
+    study_uid = TextField(default="")
+    series_uid = TextField(default="")
+    sop_uid = TextField(default="")
 
 
 class Fetch(BaseModel):

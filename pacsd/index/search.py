@@ -16,10 +16,12 @@ C.4.1.1.3.1) and take no part in matching; group lengths are ignored.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import apsw
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -42,9 +44,8 @@ from pacsd.domain.query import (
 )
 from pacsd.index import matching
 from pacsd.index.attributes import ATTRIBUTES, REQUEST_ITEM_COLUMNS, Attribute, Kind
-from pacsd.index.db import reading
+from pacsd.index.dialect import SQLITE
 from pacsd.index.matching import Condition
-from pacsd.index.models import database
 
 DEFAULT_MAX_VALUES = Limits().max_query_values
 PAGE_ROWS = 256  # C-FIND matches read per short read of the index
@@ -60,6 +61,10 @@ FROM = {
 }
 ROW_ID = {Level.PATIENT: "p.id", Level.STUDY: "s.id", Level.SERIES: "se.id", Level.IMAGE: "i.id"}
 NOT_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle"}
+_P = SQLITE.param
+
+# A short read of the index: a pooled connection, given back on exit.
+Reading = Callable[[], AbstractContextManager[apsw.Connection]]
 
 
 def _value_count(value: Any) -> int:
@@ -150,7 +155,7 @@ class _Plan:
     def page(self, after: int, rows: int) -> tuple[str, list[Any]]:
         """The next *rows* matches whose row id is above *after*."""
         row_id = ROW_ID[self.level]
-        sql = f"{self._select()} AND {row_id} > ? ORDER BY {row_id} LIMIT ?"
+        sql = f"{self._select()} AND {row_id} > {_P} ORDER BY {row_id} LIMIT {_P}"
         return sql, [*self.where.params, after, rows]
 
 
@@ -193,10 +198,10 @@ def _value(attribute: Attribute, raw: Any) -> Any:
     return raw
 
 
-def _requests(series_pk: int, keys: list[str]) -> Sequence:
+def _requests(conn: apsw.Connection, series_pk: int, keys: list[str]) -> Sequence:
     columns = ", ".join(REQUEST_ITEM_COLUMNS[k] for k in keys) or "1"
-    rows = database.execute_sql(
-        f"SELECT {columns} FROM series_request rq WHERE rq.series_pk = ? ORDER BY rq.id", (series_pk,)
+    rows = conn.execute(
+        f"SELECT {columns} FROM series_request rq WHERE rq.series_pk = {_P} ORDER BY rq.id", (series_pk,)
     )
     items = Sequence()
     for row in rows:
@@ -208,29 +213,31 @@ def _requests(series_pk: int, keys: list[str]) -> Sequence:
 
 
 def find(
+    reading: Reading,
     identifier: Dataset,
     model: InformationModel,
     max_values: int = DEFAULT_MAX_VALUES,
     page_rows: int = PAGE_ROWS,
 ) -> Iterator[Dataset]:
     """Yield one response identifier per match of *identifier*; reads the
-    index itself, a page at a time (no read is open while it yields)."""
+    index a page at a time, each in a read of its own from *reading* (no
+    read is open while it yields)."""
     level = query_level(identifier, model)
     require_unique_keys(identifier, level, model)
     check_list_lengths(identifier, max_values)
     plan = _plan(identifier, level, [])
     after = 0  # row ids are positive
     while True:
-        with reading():
-            rows = list(database.execute_sql(*plan.page(after, page_rows)))
-            responses = [_response(plan, row) for row in rows]
+        with reading() as conn:
+            rows = list(conn.execute(*plan.page(after, page_rows)))
+            responses = [_response(conn, plan, row) for row in rows]
         yield from responses
         if len(rows) < page_rows:
             return
         after = rows[-1][0]
 
 
-def _response(plan: _Plan, row: Any) -> Dataset:
+def _response(conn: apsw.Connection, plan: _Plan, row: Any) -> Dataset:
     response = Dataset()
     response.QueryRetrieveLevel = plan.level.name
     for elem, attribute, index in plan.returned:
@@ -239,7 +246,7 @@ def _response(plan: _Plan, row: Any) -> Dataset:
         else:
             response.add_new(elem.tag, dictionary_VR(elem.tag), _value(attribute, row[index]))
     if plan.request_keys is not None:
-        response.RequestAttributesSequence = _requests(row[plan.request_series], plan.request_keys)
+        response.RequestAttributesSequence = _requests(conn, row[plan.request_series], plan.request_keys)
     return response
 
 
@@ -259,7 +266,7 @@ def _set_empty(response: Dataset, elem: DataElement) -> None:
 
 
 def instances(
-    identifier: Dataset, model: InformationModel, max_values: int = DEFAULT_MAX_VALUES
+    conn: apsw.Connection, identifier: Dataset, model: InformationModel, max_values: int = DEFAULT_MAX_VALUES
 ) -> list[StoredInstance]:
     """The stored instances a C-MOVE/C-GET *identifier* asks for.
 
@@ -280,4 +287,4 @@ def instances(
     if level == Level.PATIENT and "IssuerOfPatientID" in identifier:
         keys.add(identifier["IssuerOfPatientID"])
     plan = _plan(keys, Level.IMAGE, ["i.sop_uid", "i.sop_class_uid", "i.transfer_syntax", "i.path"])
-    return [StoredInstance(*row[1:5]) for row in database.execute_sql(*plan.all())]
+    return [StoredInstance(*row[1:5]) for row in conn.execute(*plan.all())]

@@ -1,26 +1,32 @@
 """The SQLite index: :class:`pacsd.ports.Index` on one index file.
 
-Reads come from a pool of connections (a C-FIND runs in its association's
-thread); every write is a unit of work committed by the group-commit
-:class:`~pacsd.index.writer.IndexWriter` on a connection of its own.
+Reads come from this index's pool of connections (a C-FIND runs in its
+association's thread); every write is a unit of work
+(:class:`~pacsd.index.transaction.Transaction`) committed by the
+group-commit :class:`~pacsd.index.writer.IndexWriter` on a connection of
+its own. Each :class:`SqliteIndex` owns its connections: one process can
+hold several.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 import apsw
 from pydicom.dataset import Dataset
 
 from pacsd.domain.errors import StorageFailure
-from pacsd.domain.header import Header
-from pacsd.domain.outcomes import Change, FetchRecord, Linked, StoredInstance
+from pacsd.domain.outcomes import Change, StoredInstance
 from pacsd.domain.query import InformationModel
-from pacsd.index import fetches, identity, search, writeahead
-from pacsd.index.db import close_index, open_index, reading
-from pacsd.index.writer import IndexWriter
+from pacsd.index import fetches, search, writeahead
+from pacsd.index.db import open_index
+from pacsd.index.dialect import SQLITE
+from pacsd.index.transaction import Transaction
+from pacsd.index.writer import IndexWriter, WriterStopped
+
+__all__ = ["SqliteIndex", "Transaction"]
 
 T = TypeVar("T")
 
@@ -30,29 +36,16 @@ COUNTS = (
     " (SELECT COUNT(*) FROM instance), (SELECT COALESCE(SUM(size), 0) FROM instance),"
     " (SELECT COUNT(*) FROM fetch WHERE outcome = 'done'), (SELECT COUNT(*) FROM fetch WHERE outcome = 'failed')"
 )
+INSTANCE_PATHS = "SELECT path FROM instance ORDER BY id"
+CHANGES = (
+    "SELECT seq, at, action, level, patient_id, issuer, study_uid, series_uid, sop_uid FROM change"
+    f" WHERE seq > {SQLITE.param} ORDER BY seq LIMIT {SQLITE.param}"
+)
 
 
-class Transaction:
-    """One unit of work on the writer's connection (:class:`pacsd.ports.IndexTransaction`)."""
-
-    def __init__(self, conn: Any, writer: IndexWriter) -> None:
-        self.conn = conn
-        self._writer = writer
-
-    def link(self, header: Header, relative_path: str, size: int, transfer_syntax: str) -> Linked:
-        return identity.link(self.conn, header, relative_path, size, transfer_syntax)
-
-    def keep_copy(self, instance_id: int, data: bytes) -> None:
-        writeahead.add(self.conn, instance_id, data)
-
-    def drop_copies(self, instance_ids: Sequence[int]) -> None:
-        writeahead.drop(self.conn, instance_ids)
-
-    def record_fetch(self, fetch: FetchRecord) -> None:
-        fetches.record(self.conn, fetch)
-
-    def before_commit(self, key: Hashable, action: Callable[[], None]) -> None:
-        self._writer.before_commit(key, action)
+def _utc(at: str) -> str:
+    """SQLite's CURRENT_TIMESTAMP ('YYYY-MM-DD HH:MM:SS', UTC) as ISO 8601 with 'Z'."""
+    return at.replace(" ", "T", 1) + "Z"
 
 
 class SqliteIndex:
@@ -68,43 +61,58 @@ class SqliteIndex:
 
     def close(self) -> None:
         self._writer.stop()
-        close_index(self._db)
+        self._db.close()
 
     def write(self, work: Callable[[Transaction], T], undo: Callable[[T], None]) -> T:
-        def apply(conn: Any) -> T:
+        def apply(conn: apsw.Connection) -> T:
             return work(Transaction(conn, self._writer))
 
         try:
             value: T = self._writer.run(apply, undo)
         except (apsw.FullError, apsw.IOError) as exc:  # the disk, not a bug
             raise StorageFailure(f"index write failed: {exc}") from None
+        except WriterStopped:
+            raise StorageFailure("index write refused: the index is closing") from None
         return value
 
     def matches(self, identifier: Dataset, model: InformationModel, max_values: int) -> Iterator[Dataset]:
-        return search.find(identifier, model, max_values)
+        return search.find(self._db.reading, identifier, model, max_values)
 
     def instances(self, identifier: Dataset, model: InformationModel, max_values: int) -> list[StoredInstance]:
-        with reading():
-            return search.instances(identifier, model, max_values)
+        with self._db.reading() as conn:
+            return search.instances(conn, identifier, model, max_values)
 
     def fetched_whole(self, study_uid: str) -> bool:
-        return fetches.fetched_whole(study_uid)
+        with self._db.reading() as conn:
+            return fetches.fetched_whole(conn, study_uid)
 
     def stored_sops(self, study_uid: str) -> set[str]:
-        return fetches.stored_sops(study_uid)
+        with self._db.reading() as conn:
+            return fetches.stored_sops(conn, study_uid)
 
     def copies(self) -> Iterator[tuple[int, str, bytes]]:
-        with reading():
-            yield from writeahead.pending()
+        with self._db.reading() as conn:
+            yield from writeahead.copies(conn)
 
     def instance_paths(self) -> Iterator[str]:
-        with reading():
-            yield from (str(row[0]) for row in self._db.execute_sql("SELECT path FROM instance ORDER BY id"))
+        with self._db.reading() as conn:
+            cursor = conn.execute(INSTANCE_PATHS)
+            try:
+                yield from (str(row[0]) for row in cursor)
+            finally:
+                cursor.close()
 
     def counts(self) -> dict[str, int]:
-        with reading():
-            row = self._db.execute_sql(COUNTS).fetchone()
+        with self._db.reading() as conn:
+            row = conn.execute(COUNTS).fetchone()
+        assert row is not None
         return dict(zip(COUNT_NAMES, (int(value) for value in row), strict=True))
 
     def changes_since(self, seq: int, limit: int) -> list[Change]:
-        raise NotImplementedError
+        """At most *limit* change-feed entries with a sequence number above
+        *seq*, oldest first (page on with the last one's ``seq``)."""
+        if limit < 0:
+            raise ValueError(f"limit must not be negative: {limit}")
+        with self._db.reading() as conn:
+            rows = conn.execute(CHANGES, (seq, limit)).fetchall()
+        return [Change(cast(int, row[0]), _utc(str(row[1])), *map(str, row[2:])) for row in rows]

@@ -24,8 +24,10 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from pacsd import log
+from pacsd.index.dialect import SQLITE
 
 MAX_GROUP = 64
+BEGIN = SQLITE.begin_write  # the write lock from the start: no upgrade from a read to fail
 
 # apply(conn) runs in a savepoint on the writer's apsw connection and must
 # not open transactions of its own, nor call run() (its work would queue
@@ -139,15 +141,19 @@ class IndexWriter:
         failed: list[tuple[_Job, BaseException]] = []
         self._barrier.clear()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(BEGIN)
             try:
                 for job in group:
                     conn.execute("SAVEPOINT job")
                     try:
                         value = job.apply(conn)
                     except Exception as exc:
-                        conn.execute("ROLLBACK TO job")
                         failed.append((job, exc))
+                        if conn.getautocommit():
+                            # SQLite rolled the whole transaction back (a full
+                            # disk, an I/O error): nothing of the group stays.
+                            raise
+                        conn.execute("ROLLBACK TO job")
                     else:
                         done.append((job, value))
                     conn.execute("RELEASE job")
@@ -168,6 +174,9 @@ class IndexWriter:
                     job.finish(error=exc)
             for job, job_exc in failed:
                 job.finish(error=job_exc)
+            for job in group:
+                if not job.done:  # not run yet: the transaction was gone
+                    job.finish(error=exc)
             return
         for job, value in done:
             job.finish(value)

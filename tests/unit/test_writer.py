@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from pacsd.index.db import close_index, open_index
+from pacsd.index.db import Database, close_index, open_index
 from pacsd.index.writer import IndexWriter, WriterStopped
 
 
 @pytest.fixture
 def writer(tmp_path: Path):  # type: ignore[no-untyped-def]
     db = open_index(tmp_path / "index.sqlite")
-    db.execute_sql("CREATE TABLE t (n INTEGER UNIQUE)")
+    with db.reading() as conn:
+        conn.execute("CREATE TABLE t (n INTEGER UNIQUE)")
     w = IndexWriter(db.connect_writer)
     w.start()
     yield w, db
@@ -24,8 +25,9 @@ def writer(tmp_path: Path):  # type: ignore[no-untyped-def]
     close_index(db)
 
 
-def rows(db: Any) -> list[int]:
-    return sorted(n for (n,) in db.execute_sql("SELECT n FROM t"))
+def rows(db: Database) -> list[int]:
+    with db.reading() as conn:
+        return sorted(n for (n,) in conn.execute("SELECT n FROM t"))
 
 
 def insert(n: int) -> Any:

@@ -1,0 +1,70 @@
+"""The unit of work on the SQLite index (:class:`pacsd.ports.IndexTransaction`).
+
+One :class:`Transaction` wraps one job's savepoint on the writer's
+connection. Every write goes through it, and every change it makes is
+recorded with :meth:`Transaction.changed` on the same connection: the feed
+commits with the change or not at all, by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+
+import apsw
+
+from pacsd.domain.header import Header
+from pacsd.domain.outcomes import FetchRecord, Linked
+from pacsd.index import fetches, identity, writeahead
+from pacsd.index.dialect import SQLITE
+from pacsd.index.writer import IndexWriter
+
+FEED = SQLITE.insert(
+    "change", ("action", "level", "row_id", "uid", "patient_id", "issuer", "study_uid", "series_uid", "sop_uid")
+)
+
+
+class Transaction:
+    def __init__(self, conn: apsw.Connection, writer: IndexWriter) -> None:
+        self.conn = conn
+        self._writer = writer
+
+    def changed(
+        self,
+        action: str,
+        level: str,
+        row_id: int,
+        *,
+        patient_id: str = "",
+        issuer: str = "",
+        study_uid: str = "",
+        series_uid: str = "",
+        sop_uid: str = "",
+    ) -> None:
+        """Record a change of the *level* row *row_id* in the feed: the UIDs
+        of that row and its parents, and its patient's ID and Issuer (for a
+        patient without ID, *study_uid* names the study it is keyed by)."""
+        # `uid`, the only field before migration 4, is still written.
+        if level == "instance":
+            uid = sop_uid
+        elif level == "series":
+            uid = series_uid
+        elif level == "study":
+            uid = study_uid
+        else:
+            uid = str(identity.PatientKey(patient_id, issuer, "" if patient_id else study_uid))
+        self.conn.execute(FEED, (action, level, row_id, uid, patient_id, issuer, study_uid, series_uid, sop_uid))
+
+    def link(self, header: Header, relative_path: str, size: int, transfer_syntax: str) -> Linked:
+        return identity.link(self, header, relative_path, size, transfer_syntax)
+
+    def keep_copy(self, instance_id: int, data: bytes) -> None:
+        writeahead.add(self.conn, instance_id, data)
+
+    def drop_copies(self, instance_ids: Sequence[int]) -> None:
+        writeahead.drop(self.conn, instance_ids)
+
+    def record_fetch(self, fetch: FetchRecord) -> None:
+        fetches.record(self.conn, fetch)
+
+    def before_commit(self, key: Hashable, action: Callable[[], None]) -> None:
+        self._writer.before_commit(key, action)
