@@ -49,6 +49,22 @@ class IndexTransaction(Protocol):
 
     def record_fetch(self, fetch: FetchRecord) -> None: ...
 
+    def changed(
+        self,
+        action: str,
+        level: str,
+        row_id: int,
+        *,
+        patient_id: str = "",
+        issuer: str = "",
+        study_uid: str = "",
+        series_uid: str = "",
+        sop_uid: str = "",
+    ) -> None:
+        """Record in the change feed, in this unit of work, that the *level*
+        row *row_id* was created, updated, merged or deleted."""
+        ...
+
     def before_commit(self, key: Hashable, action: Callable[[], None]) -> None:
         """Run *action* once per *key* before the commit; if it raises,
         nothing of the commit is kept."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pacsd.index.migrations import LATEST
 from tests.e2e.conftest import REPO, Server, free_port, pacsd_cmd
 
 NOT_A_DIRECTORY = "exists and is not a directory"
@@ -121,7 +122,7 @@ def test_index_of_another_program(tmp_path: Path, data_dir: Path) -> None:
     with sqlite3.connect(index) as conn:
         conn.execute("CREATE TABLE other (x)")
     conn.close()
-    assert_one_line("stats", config(tmp_path, data_dir), index, "index schema version 0, this pacsd reads 3")
+    assert_one_line("stats", config(tmp_path, data_dir), index, f"index schema version 0, this pacsd reads {LATEST}")
 
 
 def test_index_from_a_newer_pacsd(tmp_path: Path, data_dir: Path) -> None:
@@ -130,8 +131,8 @@ def test_index_from_a_newer_pacsd(tmp_path: Path, data_dir: Path) -> None:
         conn.execute("PRAGMA user_version = 99")
     conn.close()
     cfg = config(tmp_path, data_dir)
-    assert_one_line("serve", cfg, index, "index schema version 99 is newer than this pacsd (3); upgrade pacsd")
-    assert_one_line("stats", cfg, index, "index schema version 99, this pacsd reads 3")
+    assert_one_line("serve", cfg, index, f"index schema version 99 is newer than this pacsd ({LATEST}); upgrade pacsd")
+    assert_one_line("stats", cfg, index, f"index schema version 99, this pacsd reads {LATEST}")
 
 
 @contextmanager
