@@ -7,21 +7,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import apsw
 import pydicom
 
 from pacsd.domain.outcomes import Result
 from pacsd.testing import synth
 from tests.e2e.conftest import Server
-
-
-def copies(data_dir: Path) -> int:
-    db = apsw.Connection(str(data_dir / "index.sqlite"), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        (count,) = db.execute("SELECT count(*) FROM write_ahead").fetchone()
-        return int(count)
-    finally:
-        db.close()
+from tests.index_rows import copies
 
 
 def test_copies_drain_while_serving_and_files_are_exact(tmp_path: Path) -> None:

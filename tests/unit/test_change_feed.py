@@ -4,7 +4,6 @@ read back in order through SqliteIndex.changes_since."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
@@ -18,21 +17,9 @@ from pacsd.index.sqlite import SqliteIndex, Transaction
 from pacsd.services.ingest import Ingest
 from pacsd.storage.files import Storage
 from pacsd.testing import synth
+from tests.unit.conftest import Flushed
 
 UTC_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
-
-
-class Flushed:
-    def written(self, instance_id: int) -> None:
-        pass
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[SqliteIndex]:
-    index = SqliteIndex(tmp_path / "index.sqlite")
-    index.start()
-    yield index
-    index.close()
 
 
 @pytest.fixture

@@ -4,45 +4,20 @@ that a refused object leaves nothing behind."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
 
 from pacsd.domain.errors import IdentityConflict
-from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import Result
-from pacsd.domain.received import received_from_file
-from pacsd.index.sqlite import SqliteIndex
 from pacsd.services.archive import Archive
-from pacsd.storage.files import Storage
 from pacsd.testing import synth
-
-
-class Flushed:
-    """Stands in for the syncer: remembers which files it was asked to flush."""
-
-    def __init__(self) -> None:
-        self.ids: list[int] = []
-
-    def written(self, instance_id: int) -> None:
-        self.ids.append(instance_id)
-
-
-@pytest.fixture
-def archive(tmp_path: Path) -> Iterator[Archive]:
-    storage = Storage(tmp_path / "data")
-    storage.make_layout()
-    index = SqliteIndex(storage.root / "index.sqlite")
-    index.start()
-    yield Archive(ae_title="PACSD", limits=Limits(), index=index, storage=storage, flusher=Flushed())
-    index.close()
+from tests.unit.conftest import store as store_object
 
 
 def store(archive: Archive, ds: Dataset, tmp_path: Path) -> Result:
-    path = synth.write(ds, tmp_path / f"{ds.SOPInstanceUID}.dcm")
-    return archive.store(received_from_file(path)).result
+    return store_object(archive, ds, tmp_path).result
 
 
 def test_patient_id_and_issuer_name_one_patient(archive: Archive, tmp_path: Path) -> None:

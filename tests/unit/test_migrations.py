@@ -22,16 +22,9 @@ from pacsd.index.sqlite import SqliteIndex
 from pacsd.services.ingest import Ingest
 from pacsd.storage.files import Storage
 from pacsd.testing import synth
+from tests.unit.conftest import Flushed
 
 SCHEMA3 = Path(__file__).parent / "data" / "schema3.sqlite"  # made by data/make_schema3.py
-
-
-class Flushed:
-    def __init__(self) -> None:
-        self.ids: list[int] = []
-
-    def written(self, instance_id: int) -> None:
-        self.ids.append(instance_id)
 
 
 def columns(conn: apsw.Connection) -> dict[str, set[str]]:

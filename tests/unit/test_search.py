@@ -3,9 +3,6 @@ length, and the budget on them (moved from tests/e2e/test_find.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from pydicom.dataset import Dataset
 
@@ -13,14 +10,6 @@ from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.query import InformationModel
 from pacsd.index import matching
 from pacsd.index.sqlite import SqliteIndex
-
-
-@pytest.fixture
-def index(tmp_path: Path) -> Iterator[SqliteIndex]:
-    opened = SqliteIndex(tmp_path / "index.sqlite")
-    opened.start()
-    yield opened
-    opened.close()
 
 
 @pytest.mark.parametrize("name", ["*^", "*^^^", "^", "=", "*^*=*", " ^ = ", "*"])

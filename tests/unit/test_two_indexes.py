@@ -1,5 +1,6 @@
-"""Two indexes in one process: each SqliteIndex owns its connections, so
-objects stored through one, from many threads at once, are seen by it alone."""
+"""Two Archives in one process, on two data dirs: each SqliteIndex owns its
+connections, so objects stored through one Archive, from many threads at
+once, are seen by it alone."""
 
 from __future__ import annotations
 
@@ -11,68 +12,56 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from pacsd.domain.limits import Limits
 from pacsd.domain.query import InformationModel
 from pacsd.domain.received import received_from_file
 from pacsd.index.sqlite import SqliteIndex
-from pacsd.services.ingest import Ingest
-from pacsd.storage.files import Storage
+from pacsd.services.archive import Archive
 from pacsd.testing import synth
+from tests.unit.conftest import Flushed, open_archive
 
 THREADS = 4  # per index
 PER_THREAD = 5
 
 
-class Flushed:
-    """Records the instance ids whose write-ahead copy was committed."""
-
-    def __init__(self) -> None:
-        self.ids: list[int] = []
-        self._lock = threading.Lock()
-
-    def written(self, instance_id: int) -> None:
-        with self._lock:
-            self.ids.append(instance_id)
-
-
 @dataclass
-class Archive:
+class Side:
+    """One of the two archives, with what was sent to it."""
+
     name: str
-    index: SqliteIndex
-    ingest: Ingest
+    archive: Archive
     flushed: Flushed
     sent: list[Dataset] = field(default_factory=list)
 
+    @property
+    def index(self) -> SqliteIndex:
+        return self.archive.index  # type: ignore[return-value]
 
-def archive(root: Path, name: str) -> Archive:
-    storage = Storage(root / name)
-    storage.make_layout()
-    index = SqliteIndex(storage.root / "index.sqlite")
-    index.start()
+
+def side(root: Path, name: str) -> Side:
     flushed = Flushed()
-    return Archive(name, index, Ingest(storage, index, flushed, Limits()), flushed)
+    return Side(name, open_archive(root / name, flushed), flushed)
 
 
 @pytest.fixture
-def two(tmp_path: Path) -> Iterator[tuple[Archive, Archive]]:
-    a, b = archive(tmp_path, "a"), archive(tmp_path, "b")
+def two(tmp_path: Path) -> Iterator[tuple[Side, Side]]:
+    a, b = side(tmp_path, "a"), side(tmp_path, "b")
     yield a, b
     a.index.close()
     b.index.close()
 
 
-def store_many(tmp_path: Path, archives: tuple[Archive, ...]) -> None:
+def store_many(tmp_path: Path, archives: tuple[Side, ...]) -> None:
     """THREADS threads per archive, all at once, each storing one series."""
     errors: list[BaseException] = []
     start = threading.Barrier(THREADS * len(archives))
 
-    def run(target: Archive, thread: int) -> None:
+    def run(target: Side, thread: int) -> None:
         try:
             datasets = synth.series(PER_THREAD, patient_id=f"{target.name}-{thread}", pixel_bytes=64)
             paths = [synth.write(ds, tmp_path / f"{target.name}-{thread}-{n}.dcm") for n, ds in enumerate(datasets)]
             start.wait()
             for ds, path in zip(datasets, paths, strict=True):
-                target.ingest.store(received_from_file(path))
+                target.archive.store(received_from_file(path))
                 target.sent.append(ds)
         except BaseException as exc:
             errors.append(exc)
@@ -99,7 +88,7 @@ def sop_uids_of_study(index: SqliteIndex, study_uid: str) -> set[str]:
     return {i.sop_uid for i in index.instances(query, InformationModel.STUDY_ROOT, 100)}
 
 
-def test_each_index_sees_only_its_own_rows(tmp_path: Path, two: tuple[Archive, Archive]) -> None:
+def test_each_index_sees_only_its_own_rows(tmp_path: Path, two: tuple[Side, Side]) -> None:
     a, b = two
     store_many(tmp_path, two)
     for mine, other in ((a, b), (b, a)):
@@ -126,14 +115,14 @@ def test_each_index_sees_only_its_own_rows(tmp_path: Path, two: tuple[Archive, A
         assert copies == set(mine.flushed.ids) and len(copies) == THREADS * PER_THREAD
 
 
-def test_closing_one_index_leaves_the_other_working(tmp_path: Path, two: tuple[Archive, Archive]) -> None:
+def test_closing_one_index_leaves_the_other_working(tmp_path: Path, two: tuple[Side, Side]) -> None:
     a, b = two
     store_many(tmp_path, (a,))
     b.index.close()
     assert patient_ids(a.index) == {f"a-{n}" for n in range(THREADS)}
-    ds = synth.ct(patient_id="LATE")
-    a.ingest.store(received_from_file(synth.write(ds, tmp_path / "late.dcm")))
+    a.archive.store(received_from_file(synth.write(synth.ct(patient_id="LATE"), tmp_path / "late.dcm")))
     assert "LATE" in patient_ids(a.index)
-    b.index = SqliteIndex(b.index.path)  # the fixture closes it again
-    b.index.start()
+    reopened = SqliteIndex(b.index.path)
+    reopened.start()
+    b.archive.index = reopened  # the fixture closes it
     assert patient_ids(b.index) == set()

@@ -9,7 +9,6 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import apsw
 import pytest
 
 from pacsd.admin import fsck
@@ -21,15 +20,7 @@ from pacsd.domain.received import received_from_file
 from pacsd.services.archive import Archive
 from pacsd.services.ingest import WRITE_AHEAD_MAX
 from pacsd.testing import synth
-
-
-def copies(data_dir: Path) -> int:
-    db = apsw.Connection(str(data_dir / "index.sqlite"), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        (count,) = db.execute("SELECT count(*) FROM write_ahead").fetchone()
-        return int(count)
-    finally:
-        db.close()
+from tests.index_rows import copies
 
 
 def settings(tmp_path: Path) -> Settings:
