@@ -15,41 +15,42 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass(frozen=True)
-class Dialect:
+class Dialect(ABC):
     name: str
     param: str  # the bound-parameter placeholder
     begin_write: str  # starts a transaction that holds the write lock from its start
 
+    @abstractmethod
     def wildcard(self, column: str) -> str:
         """*column* matching one bound pattern made by :meth:`pattern`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def pattern(self, value: str) -> str:
         """A DICOM wildcard value (``*``, ``?``) as a pattern for :meth:`wildcard`,
         every other character literal."""
-        raise NotImplementedError
 
+    @abstractmethod
     def in_list(self, column: str) -> str:
         """*column* equal to one of a list bound as one parameter (:meth:`list_param`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def wildcard_any(self, column: str) -> str:
         """*column* matching one of a list of patterns bound as one parameter."""
-        raise NotImplementedError
 
+    @abstractmethod
     def list_param(self, values: Sequence[Any]) -> Any:
         """A list of any length as one bound parameter: the SQL stays the
         same whatever the length, so no variable limit or expression depth is met."""
-        raise NotImplementedError
 
+    @abstractmethod
     def distinct_list(self, expression: str) -> str:
         """The distinct values of *expression* in a group, joined by ','."""
-        raise NotImplementedError
 
     def insert_returning_id(self, table: str, columns: Sequence[str], conflict: Sequence[str]) -> str:
         """Insert one row, or nothing if the *conflict* key exists; returns
