@@ -14,8 +14,8 @@ compares with ``=`` and wildcards only.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
