@@ -1,2 +1,2 @@
-"""Thin DIMSE adapters, one module per service: read the request, call the
-domain, answer with statuses from one table (:mod:`pacsd.wire.statuses`)."""
+"""Thin DIMSE adapters, one module per service: decode the request, call one
+Archive method, answer with statuses from one table (:mod:`pacsd.wire.statuses`)."""

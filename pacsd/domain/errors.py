@@ -1,7 +1,7 @@
-"""Why an object was refused, as domain exceptions.
+"""Why a request was refused or could not be served, as domain exceptions.
 
-Each carries the comment a sender sees; :mod:`pacsd.wire.statuses` maps
-each class to one DIMSE status, in one table.
+Each carries the comment a peer sees; each protocol maps the classes to its
+statuses in one table (DIMSE: :mod:`pacsd.wire.statuses`).
 """
 
 from __future__ import annotations
