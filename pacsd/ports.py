@@ -130,9 +130,12 @@ class Index(Protocol):
 
     def counts(self) -> dict[str, int]: ...
 
-    def worklist_matches(self, identifier: Dataset, include_done: bool, own_station: str) -> Iterator[Dataset]:
+    def worklist_matches(
+        self, identifier: Dataset, include_done: bool, own_station: str, scheduled_since: str = ""
+    ) -> Iterator[Dataset]:
         """The stored worklist items a Modality Worklist identifier matches
-        (InvalidQuery if it cannot be answered); done items only if
+        (InvalidQuery if it cannot be answered); done and expired items
+        (never started, scheduled before *scheduled_since*) only if
         *include_done*; *own_station* stands in for an absent Scheduled
         Station AE Title ('' = any)."""
         ...

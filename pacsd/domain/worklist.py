@@ -33,6 +33,8 @@ SPS = "ScheduledProcedureStepSequence"
 STATUSES = ("SCHEDULED", "ARRIVED", "READY", "STARTED", "DEPARTED", "CANCELED", "DISCONTINUED", "COMPLETED")
 # Items in these states are not answered to modalities unless asked for.
 DONE = frozenset({"COMPLETED", "DISCONTINUED", "CANCELED"})
+# Items in these states expire (are not answered) once scheduled too long ago.
+NOT_STARTED = frozenset({"SCHEDULED", "ARRIVED", "READY"})
 
 _AE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}\Z")  # printable ASCII but backslash
 _TIME = re.compile(r"(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?\Z")

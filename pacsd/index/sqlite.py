@@ -108,8 +108,10 @@ class SqliteIndex:
         assert row is not None
         return dict(zip(COUNT_NAMES, (int(value) for value in row), strict=True))
 
-    def worklist_matches(self, identifier: Dataset, include_done: bool, own_station: str) -> Iterator[Dataset]:
-        where = worklist.conditions(identifier, include_done, own_station)
+    def worklist_matches(
+        self, identifier: Dataset, include_done: bool, own_station: str, scheduled_since: str = ""
+    ) -> Iterator[Dataset]:
+        where = worklist.conditions(identifier, include_done, own_station, scheduled_since)
         return worklist.matches(self._db.reading, where)
 
     def changes_since(self, seq: int, limit: int) -> list[Change]:

@@ -20,7 +20,7 @@ from pydicom.sequence import Sequence
 
 from pacsd.domain.errors import IdentityConflict, InvalidQuery, WorklistConflict
 from pacsd.domain.query import text_value
-from pacsd.domain.worklist import DONE, SPS, WorklistEntry, WorklistItem
+from pacsd.domain.worklist import DONE, NOT_STARTED, SPS, WorklistEntry, WorklistItem
 from pacsd.index import identity, matching
 from pacsd.index.dialect import SQLITE
 from pacsd.index.matching import Condition, fold_pn
@@ -133,6 +133,7 @@ _STEP = {
     "ScheduledProcedureStepStartTime": lambda v: matching.time_range("w.start_time", v),
 }
 _STATION = "EXISTS (SELECT 1 FROM worklist_station ws WHERE ws.item_pk = w.id AND {cond})"
+_NOT_STARTED = "(" + ", ".join(f"'{status}'" for status in sorted(NOT_STARTED)) + ")"
 _DONE = "w.status NOT IN (" + ", ".join(f"'{status}'" for status in sorted(DONE)) + ")"
 
 
@@ -144,9 +145,11 @@ def _condition(keyword: str, value: str, build: Any) -> Condition | None:
     return condition
 
 
-def conditions(identifier: Dataset, include_done: bool, own_station: str) -> Condition:
+def conditions(identifier: Dataset, include_done: bool, own_station: str, scheduled_since: str = "") -> Condition:
     """The WHERE of a worklist query. *own_station*: when the query names no
-    Scheduled Station AE Title, only items for this AE title match ('' = any)."""
+    Scheduled Station AE Title, only items for this AE title match ('' = any).
+    Unless *include_done*, done items and (with *scheduled_since*, a date)
+    items never started and scheduled before that date are left out."""
     parts: list[Condition] = []
     for keyword, build in _TOP.items():
         c = _condition(keyword, text_value(identifier.get(keyword)), build)
@@ -177,6 +180,8 @@ def conditions(identifier: Dataset, include_done: bool, own_station: str) -> Con
         parts.append(Condition(_STATION.format(cond=inner.sql), inner.params))
     if not include_done and not text_value(step.get("ScheduledProcedureStepStatus")).strip():
         parts.append(Condition(_DONE))
+        if scheduled_since:
+            parts.append(Condition(f"(w.status NOT IN {_NOT_STARTED} OR w.start_date >= {_P})", [scheduled_since]))
     return matching.both(parts) if parts else Condition("1")
 
 

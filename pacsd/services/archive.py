@@ -53,6 +53,7 @@ class Archive:
         flusher: Flusher,
         source: Source | None = None,
         worklist_own_items_only: frozenset[str] = frozenset(),
+        worklist_expire_days: int = 0,
     ) -> None:
         self.ae_title = ae_title  # answers name it as the Retrieve AE Title
         self.limits = limits
@@ -63,6 +64,7 @@ class Archive:
         # Calling AE titles that see only their own worklist items when their
         # query names no Scheduled Station AE Title ([remotes] worklist_own_items_only).
         self.worklist_own_items_only = worklist_own_items_only
+        self.worklist_expire_days = worklist_expire_days  # [worklist] expire_after_days
 
     # -- objects in ------------------------------------------------------------
 
@@ -162,11 +164,14 @@ class Archive:
     def worklist_find(self, identifier: Dataset, watch: Watch, log_fields: LogFields, calling_ae: str = "") -> Matches:
         """A modality's worklist query (InvalidQuery if it cannot be answered)."""
         own = calling_ae if calling_ae in self.worklist_own_items_only else ""
-        return Matches(worklist.find(self.index, identifier, watch, own_station=own), [])
+        answers = worklist.find(self.index, identifier, watch, own_station=own, expire_days=self.worklist_expire_days)
+        return Matches(answers, [])
 
     def worklist_search(self, identifier: Dataset, include_done: bool = False) -> list[Dataset]:
         """The same matching for a RIS or an operator (HTTP, CLI)."""
-        return list(worklist.find(self.index, identifier, _no_watch, include_done))
+        return list(
+            worklist.find(self.index, identifier, _no_watch, include_done, expire_days=self.worklist_expire_days)
+        )
 
     def worklist_remove(self, study_uid: str, sps_id: str) -> bool:
         return worklist.remove(self.index, study_uid, sps_id)

@@ -10,6 +10,7 @@ patient is; demographics change through an update, not a side effect).
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 
 from pydicom.dataset import Dataset
@@ -57,13 +58,22 @@ def _logged(item: WorklistItem, entry: WorklistEntry, name_on_record: str) -> No
 
 
 def find(
-    index: Index, identifier: Dataset, watch: Watch, include_done: bool = False, own_station: str = ""
+    index: Index,
+    identifier: Dataset,
+    watch: Watch,
+    include_done: bool = False,
+    own_station: str = "",
+    expire_days: int = 0,
 ) -> Iterator[Dataset]:
     """The answers to a Modality Worklist identifier: one per matching item,
     with the requested keys filled from it (or empty), in the query's
-    character set when it fits, else UTF-8."""
+    character set when it fits, else UTF-8. Items not started and scheduled
+    more than *expire_days* ago (0: never) are expired: not answered, like
+    done ones, unless *include_done*. Applied as a condition of the query,
+    so nothing is deleted and nothing runs in the background."""
     terms = charset.requested(identifier)
-    for stored in index.worklist_matches(identifier, include_done, own_station):
+    since = (datetime.date.today() - datetime.timedelta(days=expire_days)).strftime("%Y%m%d") if expire_days else ""
+    for stored in index.worklist_matches(identifier, include_done, own_station, since):
         watch()
         response = answer(identifier, stored)
         charset.declare(response, terms)

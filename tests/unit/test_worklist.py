@@ -173,3 +173,20 @@ def test_status_and_removal(archive: Archive) -> None:
     assert not archive.worklist_remove(entry.study_uid, entry.sps_id)
     with pytest.raises(WorklistNotFound):
         archive.worklist_set_status(entry.study_uid, entry.sps_id, "STARTED")
+
+
+def test_items_never_started_expire_after_the_configured_age(tmp_path: Path) -> None:
+    from tests.unit.conftest import open_archive
+
+    archive = open_archive(tmp_path / "expiring")
+    archive.worklist_expire_days = 30
+    try:
+        old = item("OLD", ScheduledProcedureStepStartDate="20200101")
+        started = item("STARTED", ScheduledProcedureStepStartDate="20200101", ScheduledProcedureStepStatus="STARTED")
+        archive.worklist_create([old, started, item("NEW", ScheduledProcedureStepStartDate="29991231")])
+        assert found(archive) == ["NEW", "STARTED"]  # an old item in progress stays
+        assert sorted(m.PatientID for m in archive.worklist_search(query(), include_done=True)) == [
+            "NEW", "OLD", "STARTED",
+        ]  # fmt: skip
+    finally:
+        archive.index.close()
