@@ -34,7 +34,13 @@ class DicomJSONResponse(Response):
 
 
 def encode(datasets: Sequence[Dataset]) -> bytes:
-    return json.dumps([ds.to_json_dict() for ds in datasets], ensure_ascii=False).encode()
+    """DICOM JSON, whose text is UTF-8 whatever the item's character set
+    was: a Specific Character Set says so (as DCMTK's dcm2json does)."""
+    objects = [ds.to_json_dict() for ds in datasets]
+    for obj in objects:
+        if "00080005" in obj:
+            obj["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
+    return json.dumps(objects, ensure_ascii=False).encode()
 
 
 class WorklistRoutes:
