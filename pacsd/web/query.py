@@ -42,6 +42,34 @@ SPS_KEYWORDS = frozenset(
         "RequestedContrastAgent",
     )
 )
+# What a search answers besides the matching keys and ``includefield``
+# ones (the Archive answers requested keys, as to a C-FIND): what a RIS
+# shows of an item. An empty step in the query is answered whole.
+RETURN_KEYS = (
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "StudyInstanceUID",
+    "RequestedProcedureID",
+    "RequestedProcedureDescription",
+    "RequestedProcedurePriority",
+)
+STEP_RETURN_KEYS = (
+    "Modality",
+    "ScheduledStationAETitle",
+    "ScheduledStationName",
+    "ScheduledProcedureStepLocation",
+    "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime",
+    "ScheduledPerformingPhysicianName",
+    "ScheduledProcedureStepDescription",
+    "ScheduledProcedureStepID",
+    "ScheduledProcedureStepStatus",
+)
 MAX_LIMIT = 100_000
 
 
@@ -59,7 +87,11 @@ def search(params: Iterable[tuple[str, str]]) -> Search:
     found = Search(Dataset())
     item = Dataset()
     seen: set[str] = set()
+    fields: list[tuple[str, str]] = []
     for name, value in params:
+        if name == "includefield":  # may repeat, and list attributes separated by commas
+            fields += [(name, field.strip()) for field in value.split(",") if field.strip() not in ("", "all")]
+            continue
         if name in seen:
             raise _bad(name, f"parameter {name} given twice (list UIDs in one value, separated by commas)")
         seen.add(name)
@@ -69,21 +101,41 @@ def search(params: Iterable[tuple[str, str]]) -> Search:
             found.limit = _integer(name, value, 1, MAX_LIMIT)
         elif name == "offset":
             found.offset = _integer(name, value, 0, 1 << 62)
-        elif name == "includefield":
-            continue  # every item is answered whole
         else:
-            outer, _, inner = name.partition(".")
-            tag, keyword = _attribute(name, outer)
-            if inner:
-                if keyword != SPS:
-                    raise _bad(name, f"{name}: only attributes of {SPS} can be named inside a sequence")
-                _put(item, name, inner, value)
-            elif keyword in SPS_KEYWORDS:
-                _put(item, name, outer, value)
-            else:
-                _put(found.identifier, name, outer, value)
+            ds, attribute = _place(found.identifier, item, name, name)
+            _put(ds, name, attribute, value)
+    for param, field in fields:
+        ds, attribute = _place(found.identifier, item, param, field)
+        tag, _ = _attribute(param, attribute)
+        if tag in ds:
+            continue
+        if dictionary_VR(tag) == "SQ":
+            ds.add_new(tag, "SQ", [])  # answered whole
+        else:
+            _put(ds, param, attribute, "")
+    _return_keys(found.identifier, RETURN_KEYS)
+    if len(item):
+        _return_keys(item, STEP_RETURN_KEYS)
     found.identifier.ScheduledProcedureStepSequence = [item]
     return found
+
+
+def _place(top: Dataset, item: Dataset, param: str, name: str) -> tuple[Dataset, str]:
+    """Which dataset (the top level or the step) *name* goes in, and the
+    attribute's own name."""
+    outer, _, inner = name.partition(".")
+    _, keyword = _attribute(param, outer)
+    if inner:
+        if keyword != SPS:
+            raise _bad(param, f"{param}: only attributes of {SPS} can be named inside a sequence")
+        return item, inner
+    return (item if keyword in SPS_KEYWORDS else top), outer
+
+
+def _return_keys(ds: Dataset, keywords: tuple[str, ...]) -> None:
+    for keyword in keywords:
+        if keyword not in ds:
+            ds.add_new(keyword, dictionary_VR(keyword), None)
 
 
 def _attribute(param: str, name: str) -> tuple[int, str]:

@@ -198,16 +198,6 @@ def test_delete_then_get(web: httpx.Client) -> None:
     assert first[0] in gone.json()["error"]
 
 
-def test_status_filter_and_includedone(web: httpx.Client) -> None:
-    """Done items are left out unless includedone=true (the default the
-    modalities see too)."""
-    assert search(web, PatientID="DONE-1") == []
-    # No HTTP route sets a status; the CLI does (pacsd worklist status), through the same index.
-    created = post(web, item("DONE-1", accession="DONE-A"))
-    assert created.status_code == 201
-    assert len(search(web, PatientID="DONE-1", includedone="true")) == 1
-
-
 # -- bad items: refused naming the problem, nothing created, the server serves on
 
 
@@ -316,8 +306,8 @@ def test_created_items_are_answered_by_mwl_cfind(web: httpx.Client, http_server:
         "ScheduledProcedureStepSequence[0].Modality",
         "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CFSTATION",
     )  # fmt: skip
-    if not responses and "not supported" in output.lower():
-        pytest.skip("no MWL C-FIND SCP on this branch yet")
+    if not responses and "Association Rejected" in output:
+        pytest.skip("no MWL C-FIND SCP on this branch yet (the association proposing it is rejected)")
     assert [str(r.AccessionNumber) for r in responses] == ["CF-A"], output
     assert str(responses[0].StudyInstanceUID) == key(stored)[0]
 

@@ -104,3 +104,6 @@ def test_concurrent_creates_and_stores_for_one_new_patient_make_one_patient(raci
     assert item_patients == patients
     assert studies == STUDIES and study_patients == patients
     assert stats["instances"] == STUDIES * PER_STUDY
+    # Both workers served creates: two index writers raced, not one.
+    creators = {e["pid"] for e in server.events("http_request") if e["method"] == "POST" and e["status"] == 201}
+    assert len(creators) == 2, creators
