@@ -16,6 +16,7 @@ from peewee import (
     BigIntegerField,
     BlobField,
     Check,
+    CompositeKey,
     DateTimeField,
     FloatField,
     ForeignKeyField,
@@ -149,4 +150,42 @@ class WriteAhead(BaseModel):
     data = BlobField()
 
 
-MODELS = [Patient, Study, Series, SeriesRequest, Instance, Change, Fetch, WriteAhead]
+class WorklistItem(BaseModel):
+    """One Scheduled Procedure Step of the worklist (migration 5), on its
+    patient; the whole item in ``dataset`` (DICOM JSON)."""
+
+    id = AutoField()
+    patient = ForeignKeyField(Patient, column_name="patient_pk", on_delete="RESTRICT", index=True)
+    study_uid = TextField()
+    sps_id = TextField()
+    digest = TextField()  # of the item as given: identical re-adds are recognised by it
+    accession = TextField()
+    requested_procedure_id = TextField()
+    name_fold = TextField()
+    name_fold_ideo = TextField()
+    name_fold_phon = TextField()
+    modality = TextField()
+    start_date = TextField(index=True)
+    start_time = TextField()
+    start_at = TextField()  # date and time as one sortable value, for combined ranges
+    performer_fold = TextField()
+    status = TextField()
+    dataset = TextField()
+    created_at = DateTimeField(constraints=[SQL("DEFAULT CURRENT_TIMESTAMP")])
+    updated_at = DateTimeField(constraints=[SQL("DEFAULT CURRENT_TIMESTAMP")])
+
+    class Meta:
+        indexes = ((("study_uid", "sps_id"), True),)
+
+
+class WorklistStation(BaseModel):
+    """A Scheduled Station AE Title of a worklist item (a step may name several)."""
+
+    item = ForeignKeyField(WorklistItem, column_name="item_pk", on_delete="CASCADE")
+    ae = TextField(index=True)
+
+    class Meta:
+        primary_key = CompositeKey("item", "ae")
+
+
+MODELS = [Patient, Study, Series, SeriesRequest, Instance, Change, Fetch, WriteAhead, WorklistItem, WorklistStation]

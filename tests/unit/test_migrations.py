@@ -40,7 +40,7 @@ def test_an_empty_file_gets_the_latest_schema_which_the_models_describe(tmp_path
     path = tmp_path / "index.sqlite"
     open_index(path).close()
     conn = apsw.Connection(str(path))
-    assert conn.execute("PRAGMA user_version").fetchone() == (LATEST,) and LATEST == 4
+    assert conn.execute("PRAGMA user_version").fetchone() == (LATEST,) and LATEST == 5
     described = {model._meta.table_name: {f.column_name for f in model._meta.sorted_fields} for model in MODELS}
     assert columns(conn) == described
 
@@ -48,9 +48,9 @@ def test_an_empty_file_gets_the_latest_schema_which_the_models_describe(tmp_path
 def test_a_newer_index_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite"
     apsw.Connection(str(path)).execute("PRAGMA user_version = 99")
-    with pytest.raises(SchemaError, match="version 99 is newer than this pacsd \\(4\\)"):
+    with pytest.raises(SchemaError, match=f"version 99 is newer than this pacsd \\({LATEST}\\)"):
         open_index(path)
-    with pytest.raises(SchemaError, match="version 99, this pacsd reads 4"):
+    with pytest.raises(SchemaError, match=f"version 99, this pacsd reads {LATEST}"):
         open_index(path, readonly=True)
 
 
@@ -91,7 +91,7 @@ def test_a_schema_3_index_upgrades_in_place(schema3: Path) -> None:
     index.start()
     try:
         after = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-        assert after.execute("PRAGMA user_version").fetchone() == (4,)
+        assert after.execute("PRAGMA user_version").fetchone() == (LATEST,)
         for table, rows in kept.items():
             assert after.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() == rows, table
         # The old columns stay as they were.
