@@ -198,6 +198,27 @@ def test_delete_then_get(web: httpx.Client) -> None:
     assert first[0] in gone.json()["error"]
 
 
+def test_done_items_only_with_includedone(web: httpx.Client, http_server: Server) -> None:
+    """An item the CLI marks COMPLETED drops out of the default answer, as
+    it does for modalities; includedone=true shows it."""
+    created = post(web, item("DONE-1", accession="DONE-A"))
+    assert created.status_code == 201, created.text
+    study_uid, sps_id = key(created.json()[0])
+    cli = pacsd_command("worklist", "status", "--config", str(http_server.config), study_uid, sps_id, "COMPLETED")
+    subprocess.run(cli, capture_output=True, text=True, timeout=60, check=True)
+    assert search(web, PatientID="DONE-1") == []
+    [done] = search(web, PatientID="DONE-1", includedone="true")
+    assert value(step(done), "00400020") == "COMPLETED"
+
+
+def test_the_cli_lists_what_http_created(web: httpx.Client, http_server: Server) -> None:
+    created = post(web, item("CLI-1", accession="CLI-A"))
+    assert created.status_code == 201, created.text
+    cli = pacsd_command("worklist", "list", "--json", "--patient-id", "CLI-1", "--config", str(http_server.config))
+    listed = json.loads(subprocess.run(cli, capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert len(listed) == 1 and "CLI-A" in json.dumps(listed)
+
+
 # -- bad items: refused naming the problem, nothing created, the server serves on
 
 
