@@ -63,6 +63,15 @@ class IndexTransaction(Protocol):
         """None: no such item."""
         ...
 
+    def add_mpps(self, sop_uid: str, dataset: Dataset) -> None:
+        """Keep a new MPPS on its patient (got or created when it names a
+        PatientID), with the series it lists; MppsDuplicate if it exists."""
+        ...
+
+    def mpps(self, sop_uid: str) -> Dataset | None: ...
+
+    def update_mpps(self, sop_uid: str, dataset: Dataset) -> None: ...
+
     def changed(
         self,
         action: str,

@@ -18,7 +18,7 @@ from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from pacsd.config import Settings
-from pacsd.dimse import echo, find, get, qr, store
+from pacsd.dimse import echo, find, get, mpps, qr, store
 from pacsd.dimse.move import Mover
 from pacsd.services.archive import Archive
 from pacsd.wire import command
@@ -38,6 +38,7 @@ def supported_contexts() -> list[PresentationContext]:
     in both roles (a C-GET requester takes the SCP role for storage)."""
     contexts = [build_context(Verification, QR_SYNTAXES)]
     contexts += [build_context(sop_class, QR_SYNTAXES) for sop_class in qr.SOP_CLASSES]
+    contexts.append(build_context(mpps.MPPS_SOP_CLASS, QR_SYNTAXES))
     for storage in AllStoragePresentationContexts:
         assert storage.abstract_syntax is not None
         context = build_context(storage.abstract_syntax, list(AllTransferSyntaxes))
@@ -56,6 +57,8 @@ def build_acceptor(settings: Settings, archive: Archive) -> Acceptor:
         command.C_FIND_RQ: partial(find.serve_find, archive),
         command.C_MOVE_RQ: mover.serve,
         command.C_GET_RQ: partial(get.serve_get, archive),
+        command.N_CREATE_RQ: partial(mpps.serve_n_create, archive),
+        command.N_SET_RQ: partial(mpps.serve_n_set, archive),
     }
     return Acceptor(
         contexts=supported_contexts(),

@@ -87,3 +87,32 @@ class WorklistConflict(Refusal):
 
 class WorklistNotFound(Refusal):
     """No worklist item has that Study Instance UID and Scheduled Procedure Step ID."""
+
+
+class MppsRefusal(Refusal):
+    """An N-CREATE or N-SET of a Performed Procedure Step the rules of
+    PS3.4 F.7 refuse; ``attribute`` names the keyword concerned, if one."""
+
+    def __init__(self, attribute: str, message: str) -> None:
+        super().__init__(message)
+        self.attribute = attribute
+
+
+class MppsInvalidValue(MppsRefusal):
+    """An attribute value the rules do not allow (a status other than IN PROGRESS at creation)."""
+
+
+class MppsNotSettable(MppsRefusal):
+    """An attribute fixed at creation, sent in an N-SET."""
+
+
+class MppsDuplicate(Refusal):
+    """An N-CREATE of an SOP Instance UID that exists."""
+
+
+class MppsNoSuchInstance(Refusal):
+    """An N-SET of an MPPS instance pacsd does not hold."""
+
+
+class MppsFinal(Refusal):
+    """An N-SET after the step was COMPLETED or DISCONTINUED."""

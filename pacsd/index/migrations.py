@@ -175,12 +175,29 @@ WORKLIST = _script(
     'CREATE INDEX "worklist_station_ae" ON "worklist_station" ("ae")',
 )
 
+# Modality Performed Procedure Steps: each kept whole (DICOM JSON), on its
+# patient when it names one (PatientID), with the series it lists as
+# performed, so "which images did this procedure produce" is a join.
+MPPS = _script(
+    'CREATE TABLE "mpps" ("id" INTEGER NOT NULL PRIMARY KEY, "sop_uid" TEXT NOT NULL, "patient_pk" INTEGER,'
+    ' "status" TEXT NOT NULL, "dataset" TEXT NOT NULL,'
+    ' "created_at" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,'
+    ' "updated_at" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,'
+    ' FOREIGN KEY ("patient_pk") REFERENCES "patient" ("id") ON DELETE RESTRICT)',
+    'CREATE UNIQUE INDEX "mpps_sop_uid" ON "mpps" ("sop_uid")',
+    'CREATE INDEX "mpps_patient_pk" ON "mpps" ("patient_pk")',
+    'CREATE TABLE "mpps_series" ("mpps_pk" INTEGER NOT NULL, "series_uid" TEXT NOT NULL,'
+    ' PRIMARY KEY ("mpps_pk", "series_uid"), FOREIGN KEY ("mpps_pk") REFERENCES "mpps" ("id") ON DELETE CASCADE)',
+    'CREATE INDEX "mpps_series_series_uid" ON "mpps_series" ("series_uid")',
+)
+
 MIGRATIONS = (
     Migration(1, "initial", INITIAL),
     Migration(2, "fetch", FETCH),
     Migration(3, "write_ahead", WRITE_AHEAD),
     Migration(4, "change_fields", CHANGE_FIELDS),
     Migration(5, "worklist", WORKLIST),
+    Migration(6, "mpps", MPPS),
 )
 LATEST = MIGRATIONS[-1].version
 assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1)), "migrations are numbered 1..N in order"

@@ -188,4 +188,29 @@ class WorklistStation(BaseModel):
         primary_key = CompositeKey("item", "ae")
 
 
-MODELS = [Patient, Study, Series, SeriesRequest, Instance, Change, Fetch, WriteAhead, WorklistItem, WorklistStation]
+class Mpps(BaseModel):
+    """A Modality Performed Procedure Step (migration 6), whole in ``dataset``."""
+
+    id = AutoField()
+    sop_uid = TextField(unique=True)
+    patient = ForeignKeyField(Patient, column_name="patient_pk", on_delete="RESTRICT", null=True, index=True)
+    status = TextField()
+    dataset = TextField()
+    created_at = DateTimeField(constraints=[SQL("DEFAULT CURRENT_TIMESTAMP")])
+    updated_at = DateTimeField(constraints=[SQL("DEFAULT CURRENT_TIMESTAMP")])
+
+
+class MppsSeries(BaseModel):
+    """A series an MPPS lists as performed (Performed Series Sequence)."""
+
+    mpps = ForeignKeyField(Mpps, column_name="mpps_pk", on_delete="CASCADE")
+    series_uid = TextField(index=True)
+
+    class Meta:
+        primary_key = CompositeKey("mpps", "series_uid")
+
+
+MODELS = [
+    Patient, Study, Series, SeriesRequest, Instance, Change, Fetch, WriteAhead, WorklistItem, WorklistStation, Mpps,
+    MppsSeries,
+]  # fmt: skip

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 
 import apsw
+from pydicom.dataset import Dataset
 
 from pacsd.domain.header import Header
 from pacsd.domain.outcomes import FetchRecord, Linked
 from pacsd.domain.worklist import WorklistEntry, WorklistItem, with_status
-from pacsd.index import fetches, identity, worklist, writeahead
+from pacsd.index import fetches, identity, mpps, worklist, writeahead
 from pacsd.index.dialect import SQLITE
 from pacsd.index.writer import IndexWriter
 
@@ -28,6 +29,18 @@ class Transaction:
     def __init__(self, conn: apsw.Connection, writer: IndexWriter) -> None:
         self.conn = conn
         self._writer = writer
+
+    def add_mpps(self, sop_uid: str, dataset: Dataset) -> None:
+        mpps.add(self, sop_uid, dataset)
+
+    def mpps(self, sop_uid: str) -> Dataset | None:
+        found = mpps.stored(self, sop_uid)
+        return None if found is None else found[1]
+
+    def update_mpps(self, sop_uid: str, dataset: Dataset) -> None:
+        found = mpps.stored(self, sop_uid)
+        assert found is not None, "read in the same unit of work"
+        mpps.update(self, found[0], dataset)
 
     def changed(
         self,

@@ -19,7 +19,7 @@ from pacsd.domain.query import UNIQUE_KEYS, InformationModel, query_level, text_
 from pacsd.domain.received import Received
 from pacsd.domain.worklist import WorklistEntry
 from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch
-from pacsd.services import retrieve, worklist
+from pacsd.services import mpps, retrieve, worklist
 from pacsd.services.ingest import Ingest
 from pacsd.services.retrieve import StoredDataset
 
@@ -173,6 +173,17 @@ class Archive:
 
     def worklist_set_status(self, study_uid: str, sps_id: str, status: str) -> WorklistEntry:
         return worklist.set_status(self.index, study_uid, sps_id, status)
+
+    # -- performed procedure steps ----------------------------------------------
+
+    def mpps_create(self, sop_uid: str, dataset: Dataset, log_fields: LogFields) -> None:
+        """A modality starts a procedure step (MppsInvalidValue, MppsDuplicate)."""
+        mpps.create(self.index, sop_uid, dataset, log_fields)
+
+    def mpps_set(self, sop_uid: str, modification: Dataset, log_fields: LogFields) -> Dataset:
+        """A modality updates or ends a step; the step as now stored
+        (MppsNoSuchInstance, MppsFinal, MppsNotSettable, MppsInvalidValue)."""
+        return mpps.update(self.index, sop_uid, modification, log_fields)
 
     # -- the change feed and counts --------------------------------------------
 

@@ -25,9 +25,14 @@ C_MOVE_RSP = 0x8021
 C_ECHO_RQ = 0x0030
 C_ECHO_RSP = 0x8030
 C_CANCEL_RQ = 0x0FFF
+N_SET_RQ = 0x0120
+N_SET_RSP = 0x8120
+N_CREATE_RQ = 0x0140
+N_CREATE_RSP = 0x8140
 
 # Element numbers in group 0000.
 AFFECTED_SOP_CLASS = 0x0002
+REQUESTED_SOP_CLASS = 0x0003
 COMMAND_FIELD = 0x0100
 MESSAGE_ID = 0x0110
 RESPONDING_TO = 0x0120
@@ -36,7 +41,10 @@ PRIORITY = 0x0700
 DATASET_TYPE = 0x0800
 STATUS = 0x0900
 ERROR_COMMENT = 0x0902
+ERROR_ID = 0x0903
 AFFECTED_SOP_INSTANCE = 0x1000
+REQUESTED_SOP_INSTANCE = 0x1001
+ATTRIBUTE_IDENTIFIER_LIST = 0x1005
 REMAINING = 0x1020
 COMPLETED = 0x1021
 FAILED = 0x1022
@@ -105,6 +113,8 @@ def encode_value(vr: str, value: Any) -> bytes | None:
         return _US.pack(value)
     if vr == "UL" and type(value) is int:
         return _UL.pack(value)
+    if vr == "AT" and isinstance(value, list):  # tags, as ints
+        return b"".join(struct.pack("<HH", tag >> 16, tag & 0xFFFF) for tag in value)
     pad = _TEXT_PAD.get(vr)
     if pad is not None and isinstance(value, str) and value.isascii() and "\\" not in value:
         raw = value.encode("ascii")
@@ -150,5 +160,33 @@ def response(
         elements.append((ERROR_COMMENT, "LO", comment))
     if AFFECTED_SOP_INSTANCE in request.values:
         elements.append((AFFECTED_SOP_INSTANCE, "UI", request.text(AFFECTED_SOP_INSTANCE)))
+    elements.extend(extra or [])
+    return encode(sorted(elements, key=lambda e: int(e[0])))
+
+
+def n_response(
+    request: Command,
+    field: int,
+    status: int,
+    sop_instance: str,
+    comment: str = "",
+    extra: list[tuple[int, str, Any]] | None = None,
+    has_dataset: bool = False,
+) -> bytes:
+    """The response to an N-CREATE/N-SET *request* (PS3.7 10.3): it names
+    the SOP class and instance it affected (the instance an N-CREATE made,
+    or the one an N-SET requested)."""
+    sop_class = request.text(AFFECTED_SOP_CLASS) or request.text(REQUESTED_SOP_CLASS)
+    elements: list[tuple[int, str, Any]] = [
+        (AFFECTED_SOP_CLASS, "UI", sop_class),
+        (COMMAND_FIELD, "US", field),
+        (RESPONDING_TO, "US", request.us(MESSAGE_ID)),
+        (DATASET_TYPE, "US", HAS_DATASET if has_dataset else NO_DATASET),
+        (STATUS, "US", status),
+    ]
+    if comment:
+        elements.append((ERROR_COMMENT, "LO", comment))
+    if sop_instance:
+        elements.append((AFFECTED_SOP_INSTANCE, "UI", sop_instance))
     elements.extend(extra or [])
     return encode(sorted(elements, key=lambda e: int(e[0])))

@@ -83,3 +83,27 @@ def wrong_context(message: Message, served: Collection[str]) -> str:
     if affected and affected != abstract:
         return f"Affected SOP Class UID {affected} differs from the context's abstract syntax {abstract}"
     return ""
+
+
+# Modality Performed Procedure Step N-CREATE / N-SET (PS3.4 F.7, PS3.7 C).
+INVALID_ATTRIBUTE_VALUE = 0x0106
+MPPS_REFUSALS: dict[type[errors.Refusal], int] = {
+    errors.MppsInvalidValue: INVALID_ATTRIBUTE_VALUE,
+    errors.MppsNotSettable: INVALID_ATTRIBUTE_VALUE,  # an attribute fixed at creation; the comment names it
+    errors.MppsDuplicate: 0x0111,  # Duplicate SOP Instance
+    errors.MppsNoSuchInstance: 0x0112,  # No Such SOP Instance
+    errors.MppsFinal: PROCESSING_FAILURE,  # with Error ID A710 (PS3.4 F.7.2.2.2)
+    errors.IdentityConflict: PROCESSING_FAILURE,
+}
+MPPS_FINAL_ERROR_ID = 0xA710  # Error ID (0000,0903) is US
+
+
+def mpps_failure(exc: Exception) -> tuple[int, str]:
+    """The (status, error comment) of an N-CREATE/N-SET that raised *exc*."""
+    if isinstance(exc, errors.Refusal):
+        for cls in type(exc).__mro__:
+            if cls in MPPS_REFUSALS:
+                return MPPS_REFUSALS[cls], str(exc)
+        if isinstance(exc, errors.StorageFailure):
+            return 0xA700, str(exc)
+    return PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
