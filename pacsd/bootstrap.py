@@ -25,6 +25,8 @@ from pacsd.storage.files import Storage
 from pacsd.storage.syncer import Syncer, replay
 from pacsd.upstream.fetch import Proxy
 from pacsd.upstream.staging import Staging
+from pacsd.web.app import build_app
+from pacsd.web.server import HttpServer, bind
 from pacsd.wire.acceptor import Acceptor
 from pacsd.wire.listener import Listener
 from pacsd.workers import supervise
@@ -36,9 +38,12 @@ class ListenError(Exception):
     """The server cannot start: its port or its data dir is taken."""
 
     @classmethod
-    def on(cls, settings: Settings, exc: OSError) -> ListenError:
-        server = settings.server
-        return cls(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}")
+    def on(cls, settings: Settings, exc: OSError, http: bool = False) -> ListenError:
+        if http:
+            where = f"{settings.http.host}:{settings.http.port} (HTTP)"
+        else:
+            where = f"{settings.server.host}:{settings.server.port}"
+        return cls(f"cannot listen on {where}: {exc.strerror or exc}")
 
 
 def check_data_dir(settings: Settings) -> None:
@@ -124,6 +129,22 @@ def check_port_free(settings: Settings) -> None:
         raise ListenError.on(settings, exc) from None
     finally:
         probe.close()
+    if settings.http.enabled:
+        try:
+            _retry(lambda: bind(settings.http.host, settings.http.port, shared=False).close())
+        except OSError as exc:
+            raise ListenError.on(settings, exc, http=True) from None
+
+
+def listen_http(settings: Settings, archive: Archive, shared: bool) -> HttpServer:
+    """Bind the HTTP port and serve the app over *archive* in a thread."""
+    try:
+        sock = bind(settings.http.host, settings.http.port, shared=shared)
+    except OSError as exc:
+        raise ListenError.on(settings, exc, http=True) from None
+    server = HttpServer(build_app(archive), sock)
+    server.start()
+    return server
 
 
 def run_worker(settings: Settings, shared: bool) -> None:
@@ -131,17 +152,25 @@ def run_worker(settings: Settings, shared: bool) -> None:
     logger = log.get()
     node = Node(settings)
     node.start()
+    http: HttpServer | None = None
     try:
+        # HTTP first: once the DICOM port answers, so does the HTTP one.
+        if settings.http.enabled:
+            http = listen_http(settings, node.archive, shared)
         server = listen(settings, build_acceptor(settings, node.archive), shared)
-    except ListenError:
+    except BaseException:
+        if http is not None:
+            http.stop()
         node.close()
         raise
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    logger.info("worker_started")
+    logger.info("worker_started", http_port=settings.http.port or None)
     stop.wait()
     server.stop()
+    if http is not None:
+        http.stop()  # before the index closes: its requests in progress still write
     node.close()
     logger.info("worker_stopped")
 
@@ -189,6 +218,7 @@ def serve(settings: Settings) -> None:
         ae_title=settings.server.ae_title,
         host=settings.server.host,
         port=settings.server.port,
+        http_port=settings.http.port or None,
         data_dir=str(settings.server.data_dir),
         config=settings.source,
         workers=workers,

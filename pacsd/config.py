@@ -87,8 +87,21 @@ class VirtualSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP server (the RIS worklist API); port 0 = off."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.port != 0
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     remotes: dict[str, Remote] = field(default_factory=dict)
     virtual: VirtualSettings | None = None  # None: the caching proxy is off
     limits: Limits = field(default_factory=Limits)
@@ -174,6 +187,16 @@ def _server(source: str, table: dict[str, Any], base: Path) -> ServerSettings:
         data_dir = (base / data_dir).resolve()
     allowed_aes = tuple(title.strip() for title in allowed)
     return ServerSettings(ae_title, host, port, data_dir, max_assoc, timeout, allowed_aes, workers, check_called_ae)
+
+
+def _http(source: str, table: dict[str, Any], server: ServerSettings) -> HttpSettings:
+    r = _Reader(source, table, "http")
+    host = r.get("host", str, "127.0.0.1")
+    port = r.number("port", int, 0, 0, 65535)  # 0: no HTTP server
+    r.finish()
+    if port and port == server.port:
+        raise ConfigError(f"{r.where('port')}: {port} is the DICOM port ([server] port)")
+    return HttpSettings(host, port)
 
 
 # [limits] key -> (type, lowest, highest); defaults come from Limits.
@@ -280,12 +303,13 @@ def parse(text: str, source: str, base: Path) -> Settings:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     top = _Reader(source, doc, "")
     server = _server(source, top.get("server", dict, {}), base)
+    http = _http(source, top.get("http", dict, {}), server)
     remotes = _remotes(source, top.get("remotes", dict, {}))
     virtual_table = top.get("virtual", dict, None)
     virtual = _virtual(source, virtual_table, remotes) if virtual_table is not None else None
     limits = _limits(source, top.get("limits", dict, {}))
     top.finish()
-    return Settings(server=server, remotes=remotes, virtual=virtual, limits=limits, source=source)
+    return Settings(server=server, http=http, remotes=remotes, virtual=virtual, limits=limits, source=source)
 
 
 def load(path: Path | None) -> Settings:

@@ -1,6 +1,6 @@
 """The import graph flows one way (DESIGN.md, "Shape"):
 
-    adapters (dimse, cli)  ->  services (the Archive)  ->  ports  <-  implementations (index, storage, upstream)
+    adapters (dimse, web, cli)  ->  services (the Archive)  ->  ports  <-  implementations (index, storage, upstream)
 
 Adapters reach the index, the files and the caching proxy only through the
 Archive; services only through the ports; implementations never reach up.
@@ -31,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "services": {"domain", "ports", "config", "log"},
     "admin": {"services", "domain", "ports", "log"},
     "dimse": {"services", "domain", "ports", "wire", "config", "log"},
+    "web": {"services", "domain", "ports", "config", "log"},
     "testing": {"domain"},  # test tooling: synthetic data (valid UIDs) and peers, nothing of the archive
     # Wiring and the command line may import anything.
     "bootstrap": {"*"},
@@ -109,6 +110,8 @@ def test_imports_flow_one_way() -> None:
         ("pacsd.dimse.find", "from pacsd.index import search"),  # an adapter reaching the index
         ("pacsd.dimse.store", "from pacsd.storage.files import Storage"),  # ... the files
         ("pacsd.dimse.move", "from pacsd.upstream.fetch import Proxy"),  # ... the proxy
+        ("pacsd.web.worklist", "from pacsd.index.sqlite import SqliteIndex"),  # the HTTP adapter too
+        ("pacsd.web.app", "from pacsd.wire import statuses"),  # ... and DIMSE's status table
         ("pacsd.services.ingest", "from pacsd.index.writer import IndexWriter"),  # a service past the ports
         ("pacsd.index.search", "from pacsd.services import archive"),  # an implementation reaching up
         ("pacsd.upstream.fetch", "from pacsd.dimse import statuses"),  # the old dimse -> upstream -> dimse cycle

@@ -1,0 +1,63 @@
+"""Domain errors mapped to HTTP statuses and JSON bodies, in one table.
+
+Every error answer is a JSON object with at least ``error`` (what is
+wrong); a refused worklist item also names the ``attribute`` and its
+position in the request (``item``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pacsd.domain import errors
+
+BAD_REQUEST = 400
+NOT_FOUND = 404
+CONFLICT = 409
+PAYLOAD_TOO_LARGE = 413
+UNSUPPORTED_MEDIA_TYPE = 415
+INTERNAL_ERROR = 500
+UNAVAILABLE = 503
+
+REFUSALS: dict[type[errors.Refusal], int] = {
+    errors.InvalidWorklistItem: BAD_REQUEST,
+    errors.WorklistConflict: CONFLICT,
+    errors.WorklistNotFound: NOT_FOUND,
+    errors.InvalidQuery: BAD_REQUEST,
+    errors.InvalidObject: BAD_REQUEST,
+    errors.InvalidUID: BAD_REQUEST,
+    errors.IdentityConflict: CONFLICT,
+    errors.OverBudget: PAYLOAD_TOO_LARGE,
+    errors.StorageFailure: UNAVAILABLE,  # disk full, I/O error: the client may retry later
+}
+
+
+class HttpError(Exception):
+    """A request the adapter itself refuses before any Archive call
+    (malformed JSON, wrong content type, unknown parameter...)."""
+
+    def __init__(self, status: int, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.fields = fields
+
+    def body(self) -> dict[str, Any]:
+        return {"error": str(self), **self.fields}
+
+
+def refusal(exc: errors.Refusal) -> tuple[int, dict[str, Any]]:
+    """The (status, body) of a refusal, by its class (most specific first);
+    a refusal the table does not name is a 400."""
+    status = next((REFUSALS[cls] for cls in type(exc).__mro__ if cls in REFUSALS), BAD_REQUEST)
+    body: dict[str, Any] = {"error": str(exc)}
+    if isinstance(exc, errors.InvalidWorklistItem):
+        body["attribute"] = exc.attribute
+        body["item"] = exc.index
+    elif isinstance(exc, errors.OverBudget):
+        body["budget"] = exc.budget
+    return status, body
+
+
+def internal(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """A bug: the client learns the exception's type, never its traceback."""
+    return INTERNAL_ERROR, {"error": f"internal error: {type(exc).__name__}"}
