@@ -93,6 +93,7 @@ class Node:
             storage=self.storage,
             flusher=self.syncer,
             source=source,
+            worklist_expire_days=settings.worklist.expire_after_days,
         )
 
     def start(self) -> None:

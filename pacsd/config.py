@@ -99,9 +99,17 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class WorklistSettings:
+    # Items never started whose start date is more than this many days ago
+    # are not answered (0: never expire).
+    expire_after_days: int = 0
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    worklist: WorklistSettings = field(default_factory=WorklistSettings)
     remotes: dict[str, Remote] = field(default_factory=dict)
     virtual: VirtualSettings | None = None  # None: the caching proxy is off
     limits: Limits = field(default_factory=Limits)
@@ -197,6 +205,13 @@ def _http(source: str, table: dict[str, Any], server: ServerSettings) -> HttpSet
     if port and port == server.port:
         raise ConfigError(f"{r.where('port')}: {port} is the DICOM port ([server] port)")
     return HttpSettings(host, port)
+
+
+def _worklist(source: str, table: dict[str, Any]) -> WorklistSettings:
+    r = _Reader(source, table, "worklist")
+    days = r.number("expire_after_days", int, 0, 0, 36_500)
+    r.finish()
+    return WorklistSettings(days)
 
 
 # [limits] key -> (type, lowest, highest); defaults come from Limits.
@@ -304,12 +319,15 @@ def parse(text: str, source: str, base: Path) -> Settings:
     top = _Reader(source, doc, "")
     server = _server(source, top.get("server", dict, {}), base)
     http = _http(source, top.get("http", dict, {}), server)
+    worklist = _worklist(source, top.get("worklist", dict, {}))
     remotes = _remotes(source, top.get("remotes", dict, {}))
     virtual_table = top.get("virtual", dict, None)
     virtual = _virtual(source, virtual_table, remotes) if virtual_table is not None else None
     limits = _limits(source, top.get("limits", dict, {}))
     top.finish()
-    return Settings(server=server, http=http, remotes=remotes, virtual=virtual, limits=limits, source=source)
+    return Settings(
+        server=server, http=http, worklist=worklist, remotes=remotes, virtual=virtual, limits=limits, source=source
+    )
 
 
 def load(path: Path | None) -> Settings:
