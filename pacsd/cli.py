@@ -8,10 +8,14 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pacsd import __version__, log
 from pacsd.config import ConfigError, Settings, load
 from pacsd.domain.errors import StartupError
+
+if TYPE_CHECKING:
+    from pacsd.services.archive import Archive
 
 EXIT_USAGE = 2
 
@@ -147,6 +151,88 @@ def _import(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _worklist(args: argparse.Namespace) -> int:
+    from pacsd.bootstrap import Node
+
+    node = Node(_settings(args))
+    node.start()
+    try:
+        return _WORKLIST_ACTIONS[args.action](node.archive, args)
+    finally:
+        node.close()
+
+
+def _worklist_add(archive: Archive, args: argparse.Namespace) -> int:
+    from pacsd.admin import worklist
+
+    created, existing, refused = worklist.add(archive, args.files)
+    for path, why in refused:
+        log.say(f"{path}: {why}")
+    print(f"created={created} existing={existing} refused={len(refused)}")
+    return 1 if refused else 0
+
+
+def _worklist_list(archive: Archive, args: argparse.Namespace) -> int:
+    from pacsd.admin import worklist
+
+    filters = {name: getattr(args, name) for name in worklist.FILTERS if getattr(args, name) is not None}
+    rows = [worklist.row(item) for item in archive.worklist_search(worklist.query(filters), include_done=args.all)]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print("  ".join(r.values()))
+    return 0
+
+
+def _worklist_remove(archive: Archive, args: argparse.Namespace) -> int:
+    if archive.worklist_remove(args.study_uid, args.sps_id):
+        return 0
+    log.say(f"pacsd: no worklist item {args.study_uid} {args.sps_id} (StudyInstanceUID, ScheduledProcedureStepID)")
+    return 1
+
+
+def _worklist_status(archive: Archive, args: argparse.Namespace) -> int:
+    from pacsd.domain.errors import Refusal
+
+    try:
+        archive.worklist_set_status(args.study_uid, args.sps_id, args.status)
+    except Refusal as exc:
+        log.say(f"pacsd: {exc}")
+        return 1
+    return 0
+
+
+_WORKLIST_ACTIONS: dict[str, Callable[[Archive, argparse.Namespace], int]] = {
+    "add": _worklist_add,
+    "list": _worklist_list,
+    "remove": _worklist_remove,
+    "status": _worklist_status,
+}
+
+
+def _worklist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    wl = sub.add_parser("worklist", help="add, list, remove worklist items and set their status")
+    actions = wl.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add items from Part 10 worklist files or DICOM JSON files")
+    add.add_argument("files", nargs="+", type=Path)
+    listing = actions.add_parser("list", help="list items (COMPLETED, DISCONTINUED, CANCELED only with --all)")
+    listing.add_argument("--json", action="store_true", help="print one JSON array")
+    listing.add_argument("--all", action="store_true", help="include done items")
+    for name in ("patient_id", "patient_name", "accession", "modality", "station", "date", "status"):
+        listing.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE")
+    remove = actions.add_parser("remove", help="remove one item")
+    remove.add_argument("study_uid")
+    remove.add_argument("sps_id")
+    status = actions.add_parser("status", help="set one item's Scheduled Procedure Step Status")
+    status.add_argument("study_uid")
+    status.add_argument("sps_id")
+    status.add_argument("status")
+    for action in (add, listing, remove, status):
+        action.add_argument("--config", type=Path, help="TOML config file (default: embedded, data in ./var)")
+    wl.set_defaults(func=_worklist)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pacsd", description="A DIMSE-native mini-PACS.")
     p.add_argument("--version", action="version", version=f"pacsd {__version__}")
@@ -175,6 +261,7 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("paths", nargs="+", type=Path, help="files or directories (recursive)")
     imp.add_argument("--workers", type=int, default=4, help="parallel workers (default 4)")
     imp.set_defaults(func=_import)
+    _worklist_parser(sub)
     return p
 
 

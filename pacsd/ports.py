@@ -19,6 +19,7 @@ from pacsd.domain.header import Header
 from pacsd.domain.outcomes import Change, FetchRecord, Linked, Shortfall, StoredInstance
 from pacsd.domain.query import InformationModel
 from pacsd.domain.received import Received
+from pacsd.domain.worklist import WorklistEntry, WorklistItem
 
 T = TypeVar("T")
 
@@ -48,6 +49,19 @@ class IndexTransaction(Protocol):
     def drop_copies(self, instance_ids: Sequence[int]) -> None: ...
 
     def record_fetch(self, fetch: FetchRecord) -> None: ...
+
+    def add_worklist_item(self, item: WorklistItem) -> tuple[WorklistEntry, str]:
+        """Store *item* on its patient (the same get-or-create as images');
+        the entry (``created`` False for an identical re-add) and the
+        patient's name on record. WorklistConflict: its keys are taken by
+        other content; IdentityConflict: its study is another patient's."""
+        ...
+
+    def remove_worklist_item(self, study_uid: str, sps_id: str) -> bool: ...
+
+    def set_worklist_status(self, study_uid: str, sps_id: str, status: str) -> WorklistEntry | None:
+        """None: no such item."""
+        ...
 
     def changed(
         self,
@@ -106,6 +120,13 @@ class Index(Protocol):
     def instance_paths(self) -> Iterator[str]: ...
 
     def counts(self) -> dict[str, int]: ...
+
+    def worklist_matches(self, identifier: Dataset, include_done: bool, own_station: str) -> Iterator[Dataset]:
+        """The stored worklist items a Modality Worklist identifier matches
+        (InvalidQuery if it cannot be answered); done items only if
+        *include_done*; *own_station* stands in for an absent Scheduled
+        Station AE Title ('' = any)."""
+        ...
 
     def changes_since(self, seq: int, limit: int) -> list[Change]:
         """Change-feed entries with a sequence number above *seq*, oldest first."""

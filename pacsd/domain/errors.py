@@ -67,3 +67,23 @@ class DestinationUnreachable(Exception):
 
 class Cancelled(Exception):
     """The client cancelled (C-CANCEL) while its request was worked on."""
+
+
+class InvalidWorklistItem(Refusal):
+    """A worklist item a modality could not use, or that pacsd cannot key;
+    ``attribute`` names what is missing or wrong, ``index`` the item's
+    position in the request (0 for a single item)."""
+
+    def __init__(self, index: int, attribute: str, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.attribute = attribute
+
+
+class WorklistConflict(Refusal):
+    """A worklist item whose Study Instance UID and Scheduled Procedure Step
+    ID are already used by an item with other content."""
+
+
+class WorklistNotFound(Refusal):
+    """No worklist item has that Study Instance UID and Scheduled Procedure Step ID."""

@@ -242,6 +242,14 @@ def check_structure(data: Buffer, implicit: bool, little: bool) -> dict[int, tup
     return walker.kept
 
 
+def normalised(value: str, vr: str) -> str:
+    """A text value as the index keeps it (and so as identity compares it):
+    padding stripped; for a PN, trailing empty component groups too (they
+    carry nothing: "Wang^XiaoDong=王^小東=")."""
+    value = value.strip(" \0")
+    return value.rstrip("=") if vr == "PN" else value
+
+
 def _item_text(ds: Dataset, keyword: str) -> str:
     value: Any = ds.get(keyword)
     if value is None:
@@ -277,9 +285,7 @@ class _Values:
             value = decode_bytes(raw, self.encodings, TEXT_VR_DELIMS)
         else:
             raise InvalidObject(f"{keyword} holds bytes outside the default character repertoire")
-        value = value.strip(" \0")
-        # Trailing empty component groups carry nothing ("Wang^XiaoDong=王^小東=").
-        return value.rstrip("=") if _VRS[keyword] == "PN" else value
+        return normalised(value, _VRS[keyword])
 
     def _plain(self, keyword: str) -> str | None:
         """An IS/DA/TM value as text, or None (a problem noted) if it holds

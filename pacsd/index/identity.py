@@ -104,21 +104,43 @@ def _existing(conn: apsw.Connection, find: str, key: tuple[Any, ...]) -> tuple[A
     return row
 
 
-def _patient(tx: Transaction, header: Header) -> tuple[int, PatientKey]:
+PATIENT_NAME = f"SELECT name FROM patient WHERE id = {_P}"
+
+
+def patient(tx: Transaction, key: PatientKey, name: str, birth_date: str, sex: str) -> tuple[int, str]:
+    """Get or create the patient of *key*: its row id, and its name as the
+    index has it. The key decides: an existing patient keeps its name
+    whatever *name* says (a demographics change is an update, not a side
+    effect of an arrival)."""
     conn = tx.conn
-    key = PatientKey.of(header)
     k = (key.patient_id, key.issuer, key.no_id_study_uid)
     known = _one(conn, PATIENT_FIND, k)
-    if known is not None:
+    if known is None:
+        values = (*k, name, *fold_pn(name), birth_date, sex)
+        new = _create(conn, PATIENT_INSERT, values)
+        if new is not None:
+            tx.changed(
+                "create", "patient", new, patient_id=key.patient_id, issuer=key.issuer, study_uid=key.no_id_study_uid
+            )
+            return new, name
+        known = _existing(conn, PATIENT_FIND, k)
+    pk = int(known[0])
+    return pk, str(_existing(conn, PATIENT_NAME, (pk,))[0])
+
+
+def patient_key(conn: apsw.Connection, pk: int) -> tuple[str, str, str]:
+    row = _existing(conn, PATIENT_KEY, (pk,))
+    return str(row[0]), str(row[1]), str(row[2])
+
+
+def _patient(tx: Transaction, header: Header) -> tuple[int, PatientKey]:
+    key = PatientKey.of(header)
+    conn = tx.conn
+    known = _one(conn, PATIENT_FIND, (key.patient_id, key.issuer, key.no_id_study_uid))
+    if known is not None:  # the common case, in one statement
         return int(known[0]), key
-    values = (*k, header.patient_name, *fold_pn(header.patient_name), header.birth_date, header.sex)
-    new = _create(conn, PATIENT_INSERT, values)
-    if new is not None:
-        tx.changed(
-            "create", "patient", new, patient_id=key.patient_id, issuer=key.issuer, study_uid=key.no_id_study_uid
-        )
-        return new, key
-    return int(_existing(conn, PATIENT_FIND, k)[0]), key
+    pk, _ = patient(tx, key, header.patient_name, header.birth_date, header.sex)
+    return pk, key
 
 
 def _study(tx: Transaction, header: Header, patient_id: int, key: PatientKey) -> int:

@@ -134,6 +134,17 @@ def _time(value: str, upper: bool) -> str:
     return value
 
 
+def date_value(value: str) -> str:
+    """A DA query value checked and normalised (InvalidQuery if it is not one)."""
+    return _date(value)
+
+
+def time_value(value: str, upper: bool) -> str:
+    """A TM query value checked and normalised; as an upper bound, a partial
+    time is filled to the end of the span it names."""
+    return _time(value, upper)
+
+
 def date_range(column: str, value: str) -> Condition | None:
     """DA: single value or range (either end open), C.2.2.2.5."""
     return _range(column, value, _date, _date)

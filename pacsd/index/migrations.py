@@ -152,11 +152,35 @@ CHANGE_FIELDS = _script(
     " WHERE change.level = 'instance' AND i.id = change.row_id",
 )
 
+# Worklist items (Modality Worklist): one row per Scheduled Procedure Step,
+# on the same patient table as the images. The item is kept whole (DICOM
+# JSON, `dataset`); the columns are what a worklist query matches on (names
+# folded as for images), `start_at` the date and time as one sortable value.
+# A step may name several station AE titles: one worklist_station row each.
+WORKLIST = _script(
+    'CREATE TABLE "worklist_item" ("id" INTEGER NOT NULL PRIMARY KEY, "patient_pk" INTEGER NOT NULL,'
+    ' "study_uid" TEXT NOT NULL, "sps_id" TEXT NOT NULL, "digest" TEXT NOT NULL, "accession" TEXT NOT NULL,'
+    ' "requested_procedure_id" TEXT NOT NULL, "name_fold" TEXT NOT NULL, "name_fold_ideo" TEXT NOT NULL,'
+    ' "name_fold_phon" TEXT NOT NULL, "modality" TEXT NOT NULL, "start_date" TEXT NOT NULL,'
+    ' "start_time" TEXT NOT NULL, "start_at" TEXT NOT NULL, "performer_fold" TEXT NOT NULL,'
+    ' "status" TEXT NOT NULL, "dataset" TEXT NOT NULL,'
+    ' "created_at" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,'
+    ' "updated_at" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,'
+    ' FOREIGN KEY ("patient_pk") REFERENCES "patient" ("id") ON DELETE RESTRICT)',
+    'CREATE UNIQUE INDEX "worklist_item_study_uid_sps_id" ON "worklist_item" ("study_uid", "sps_id")',
+    'CREATE INDEX "worklist_item_patient_pk" ON "worklist_item" ("patient_pk")',
+    'CREATE INDEX "worklist_item_start_date" ON "worklist_item" ("start_date")',
+    'CREATE TABLE "worklist_station" ("item_pk" INTEGER NOT NULL, "ae" TEXT NOT NULL,'
+    ' PRIMARY KEY ("item_pk", "ae"), FOREIGN KEY ("item_pk") REFERENCES "worklist_item" ("id") ON DELETE CASCADE)',
+    'CREATE INDEX "worklist_station_ae" ON "worklist_station" ("ae")',
+)
+
 MIGRATIONS = (
     Migration(1, "initial", INITIAL),
     Migration(2, "fetch", FETCH),
     Migration(3, "write_ahead", WRITE_AHEAD),
     Migration(4, "change_fields", CHANGE_FIELDS),
+    Migration(5, "worklist", WORKLIST),
 )
 LATEST = MIGRATIONS[-1].version
 assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1)), "migrations are numbered 1..N in order"

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pacsd.domain.errors import StorageFailure
 from pacsd.domain.outcomes import Change, StoredInstance
 from pacsd.domain.query import InformationModel
-from pacsd.index import fetches, search, writeahead
+from pacsd.index import fetches, search, worklist, writeahead
 from pacsd.index.db import open_index
 from pacsd.index.dialect import SQLITE
 from pacsd.index.transaction import Transaction
@@ -107,6 +107,10 @@ class SqliteIndex:
             row = conn.execute(COUNTS).fetchone()
         assert row is not None
         return dict(zip(COUNT_NAMES, (int(value) for value in row), strict=True))
+
+    def worklist_matches(self, identifier: Dataset, include_done: bool, own_station: str) -> Iterator[Dataset]:
+        where = worklist.conditions(identifier, include_done, own_station)
+        return worklist.matches(self._db.reading, where)
 
     def changes_since(self, seq: int, limit: int) -> list[Change]:
         """At most *limit* change-feed entries with a sequence number above

@@ -14,7 +14,8 @@ import apsw
 
 from pacsd.domain.header import Header
 from pacsd.domain.outcomes import FetchRecord, Linked
-from pacsd.index import fetches, identity, writeahead
+from pacsd.domain.worklist import WorklistEntry, WorklistItem, with_status
+from pacsd.index import fetches, identity, worklist, writeahead
 from pacsd.index.dialect import SQLITE
 from pacsd.index.writer import IndexWriter
 
@@ -65,6 +66,20 @@ class Transaction:
 
     def record_fetch(self, fetch: FetchRecord) -> None:
         fetches.record(self.conn, fetch)
+
+    def add_worklist_item(self, item: WorklistItem) -> tuple[WorklistEntry, str]:
+        return worklist.add(self, item)
+
+    def remove_worklist_item(self, study_uid: str, sps_id: str) -> bool:
+        return worklist.remove(self, study_uid, sps_id)
+
+    def set_worklist_status(self, study_uid: str, sps_id: str, status: str) -> WorklistEntry | None:
+        stored = worklist.stored(self.conn, study_uid, sps_id)
+        if stored is None:
+            return None
+        changed = with_status(stored, status)
+        worklist.set_status(self, study_uid, sps_id, changed, status)
+        return WorklistEntry(changed, study_uid, sps_id, status)
 
     def before_commit(self, key: Hashable, action: Callable[[], None]) -> None:
         self._writer.before_commit(key, action)

@@ -17,10 +17,15 @@ from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import Change, FetchRecord, Outcome, Result, RetrievePlan, StoredInstance
 from pacsd.domain.query import UNIQUE_KEYS, InformationModel, query_level, text_value
 from pacsd.domain.received import Received
+from pacsd.domain.worklist import WorklistEntry
 from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch
-from pacsd.services import retrieve
+from pacsd.services import retrieve, worklist
 from pacsd.services.ingest import Ingest
 from pacsd.services.retrieve import StoredDataset
+
+
+def _no_watch() -> None:
+    pass
 
 
 class Matches:
@@ -47,6 +52,7 @@ class Archive:
         storage: FileStore,
         flusher: Flusher,
         source: Source | None = None,
+        worklist_own_items_only: frozenset[str] = frozenset(),
     ) -> None:
         self.ae_title = ae_title  # answers name it as the Retrieve AE Title
         self.limits = limits
@@ -54,6 +60,9 @@ class Archive:
         self.storage = storage
         self.source = source
         self.ingest = Ingest(storage, index, flusher, limits)
+        # Calling AE titles that see only their own worklist items when their
+        # query names no Scheduled Station AE Title ([remotes] worklist_own_items_only).
+        self.worklist_own_items_only = worklist_own_items_only
 
     # -- objects in ------------------------------------------------------------
 
@@ -142,6 +151,28 @@ class Archive:
     def load_instance(self, instance: StoredInstance) -> Dataset:
         """*instance* decoded, to be re-encoded in another transfer syntax."""
         return retrieve.load(self.storage, instance)
+
+    # -- the worklist ----------------------------------------------------------
+
+    def worklist_create(self, items: list[Dataset]) -> list[WorklistEntry]:
+        """Store worklist items for a RIS, all or none (InvalidWorklistItem
+        naming the attribute, WorklistConflict, IdentityConflict)."""
+        return worklist.create(self.index, items)
+
+    def worklist_find(self, identifier: Dataset, watch: Watch, log_fields: LogFields, calling_ae: str = "") -> Matches:
+        """A modality's worklist query (InvalidQuery if it cannot be answered)."""
+        own = calling_ae if calling_ae in self.worklist_own_items_only else ""
+        return Matches(worklist.find(self.index, identifier, watch, own_station=own), [])
+
+    def worklist_search(self, identifier: Dataset, include_done: bool = False) -> list[Dataset]:
+        """The same matching for a RIS or an operator (HTTP, CLI)."""
+        return list(worklist.find(self.index, identifier, _no_watch, include_done))
+
+    def worklist_remove(self, study_uid: str, sps_id: str) -> bool:
+        return worklist.remove(self.index, study_uid, sps_id)
+
+    def worklist_set_status(self, study_uid: str, sps_id: str, status: str) -> WorklistEntry:
+        return worklist.set_status(self.index, study_uid, sps_id, status)
 
     # -- the change feed and counts --------------------------------------------
 
