@@ -88,6 +88,7 @@ class Node:
             storage=self.storage,
             flusher=self.syncer,
             source=source,
+            worklist_own_items_only=settings.worklist_own_items_only(),
         )
 
     def start(self) -> None:

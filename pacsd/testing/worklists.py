@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from pacsd.testing import peers, synth
 
@@ -92,7 +93,7 @@ def clones(dest: Path, count: int, dates: list[str], stations: int = 20, modalit
         step.ScheduledPerformingPhysicianName = f"PHYSICIAN^{where:02d}"
         step.ScheduledProcedureStepStartDate = dates[(n // stations) % len(dates)]
         step.ScheduledProcedureStepStartTime = f"{7 + n % 12:02d}{n % 60:02d}00"
-        item.file_meta.MediaStorageSOPInstanceUID = synth.new_uid()
+        item.file_meta.MediaStorageSOPInstanceUID = UID(synth.new_uid())
         path = dest / f"item{n:05d}.wl"
         item.save_as(path, enforce_file_format=True)
         paths.append(path)

@@ -217,7 +217,7 @@ TIME = f"{SPS}ScheduledProcedureStepStartTime"
         ([f"{DATE}=19960406"], {"wklist2"}),
         ([f"{DATE}=19960101-19960430"], {"wklist2", "wklist3", "wklist4", "wklist8"}),
         ([f"{DATE}=-19931231"], {"wklist6", "wklist9"}),
-        ([f"{DATE}=19960501-"], {"wklist7", "wklist10"}),
+        ([f"{DATE}=19960501-"], {"wklist7", "wklist10", "latin1", "bulk"}),
         ([f"{DATE}=19960406", f"{TIME}=160700"], {"wklist2"}),
         ([f"{DATE}=19960406", f"{TIME}=1600-1700"], {"wklist2"}),
         ([f"{DATE}=19960406", f"{TIME}=1700-"], set()),
@@ -234,7 +234,7 @@ def test_start_date_and_time(mwl: MWL, keys: list[str], expected: set[str]) -> N
 
 
 def test_procedure_step_status(mwl: MWL) -> None:
-    started = mwl.findscu(f"{SPS}ScheduledProcedureStepStatus=STARTED", f"{SPS}ScheduledProcedureStepStatus")
+    started = mwl.findscu(f"{SPS}ScheduledProcedureStepStatus=STARTED")
     assert mwl.names(started) == {STARTED}
     assert started[0].ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == "STARTED"
     scheduled = mwl.find(f"{SPS}ScheduledProcedureStepStatus=SCHEDULED", f"{SPS}Modality=MR")
@@ -279,7 +279,8 @@ def test_two_step_items_are_refused(mwl: MWL) -> None:
         ("ScheduledProcedureStepStartDate", "1996-04-06"),
         ("ScheduledProcedureStepStartDate", "19960406-1996"),
         ("ScheduledProcedureStepStartTime", "256000"),
-        ("ScheduledProcedureStepStartTime", "12:00"),
+        ("ScheduledProcedureStepStartTime", "0800-1960"),
+        ("ScheduledProcedureStepStartTime", "12h00"),
     ],
 )
 def test_a_bad_date_or_time_is_refused_naming_the_key(mwl: MWL, keyword: str, value: str) -> None:
@@ -296,7 +297,7 @@ def test_a_worklist_query_on_a_qr_context_is_refused(mwl: MWL) -> None:
     a Study Root context is a Q/R query without a level, not a worklist one."""
     responses, output = mwl.server.findscu("-S", f"{SPS}Modality=CT")
     assert not responses
-    assert "A900" in output or "a900" in output.lower()
+    assert "DataSetDoesNotMatchSOPClass" in output  # DCMTK's name of 0xA900
     still_serves(mwl)
 
 
