@@ -238,7 +238,9 @@ def run_mwl(root: Path, items: int, queries: int, sample: Callable[[str, str, st
     and as files for wlmscpfs; the median ms of *queries* findscu -W runs
     of a modality's typical query against each, taking turns."""
     day = datetime.date.today()
-    dates = [(day + datetime.timedelta(days=n - MWL_DAYS // 2)).strftime("%Y%m%d") for n in range(MWL_DAYS)]
+    # Today first, then the days around it: a small --mwl-items still has items today.
+    offsets = [(n + 1) // 2 * (1 if n % 2 else -1) for n in range(MWL_DAYS)]
+    dates = [(day + datetime.timedelta(days=offset)).strftime("%Y%m%d") for offset in offsets]
     files = worklists.clones(root / "worklist", items, dates)
     work = Path(tempfile.mkdtemp(dir=root))
     # The data dir pacsd() serves; added to before it starts.
@@ -247,7 +249,9 @@ def run_mwl(root: Path, items: int, queries: int, sample: Callable[[str, str, st
     start = time.perf_counter()
     for n in range(0, len(files), 1000):  # a command line of 1000 files at most
         cmd = peers.pacsd_command("worklist", "add", "--config", str(config), *map(str, files[n : n + 1000]))
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+        added = subprocess.run(cmd, env=env, capture_output=True, text=True)  # it logs every item
+        if added.returncode != 0:
+            raise RuntimeError(f"pacsd worklist add failed: {added.stdout[-500:]}{added.stderr[-1500:]}")
     sample("pacsd", f"worklist add {items} items", "items/s", items / (time.perf_counter() - start))
     keys = mwl_keys(day.strftime("%Y%m%d"))
     with ExitStack() as stack:
