@@ -94,6 +94,7 @@ class Node:
             flusher=self.syncer,
             source=source,
             worklist_expire_days=settings.worklist.expire_after_days,
+            worklist_own_items_only=settings.worklist_own_items_only(),
         )
 
     def start(self) -> None:

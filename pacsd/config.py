@@ -43,6 +43,9 @@ class Remote:
     ae_title: str
     host: str
     port: int
+    # A modality that sends no Scheduled Station AE Title in a worklist query
+    # sees only the items scheduled for its own (calling) AE title, not everyone's.
+    worklist_own_items_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,10 @@ class Settings:
     virtual: VirtualSettings | None = None  # None: the caching proxy is off
     limits: Limits = field(default_factory=Limits)
     source: str = "<embedded default>"
+
+    def worklist_own_items_only(self) -> frozenset[str]:
+        """The AE titles of the remotes with ``worklist_own_items_only = true``."""
+        return frozenset(r.ae_title for r in self.remotes.values() if r.worklist_own_items_only)
 
 
 def _check_ae_title(where: str, value: str) -> str:
@@ -264,8 +271,9 @@ def _remotes(source: str, table: dict[str, Any]) -> dict[str, Remote]:
             raise ConfigError(f"{r.where('port')}: missing")
         host = r.get("host", str, "")
         port = r.port("port", 0)
+        own_items_only = r.get("worklist_own_items_only", bool, False)
         r.finish()
-        remotes[name] = Remote(name, ae_title, host, port)
+        remotes[name] = Remote(name, ae_title, host, port, own_items_only)
     return remotes
 
 

@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: pacsd against Orthanc and DCMTK storescp.
+"""Side-by-side benchmark: pacsd against Orthanc, DCMTK storescp and DCMTK wlmscpfs.
 
 Absolute figures on a shared machine wander from run to run, so every peer
 runs the same workloads in one run, taking turns, and the table reports the
@@ -10,6 +10,7 @@ Run through ``scripts/bench`` (which sets up the venv, dcmtk and orthanc).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ import pydicom
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pacsd.testing import peers, synth  # noqa: E402
+from pacsd.testing import peers, synth, worklists  # noqa: E402
 
 ENV = peers.NODELAY_ENV  # DCMTK waits 40 ms per message without it
 # A worklist-style study query: one patient's studies, with what a viewer lists.
@@ -41,7 +42,18 @@ FIND_KEYS = [
 MEMORY = Path("/dev/shm")  # a tmpfs on Linux
 REPEATS = 200  # queries on one association, for the per-query C-FIND figure
 MOVES = 7  # C-MOVEs per archive and round
-WORKLOADS = ["store-small", "store-large", "find", "move"]
+WORKLOADS = ["store-small", "store-large", "find", "move", "mwl"]
+# A modality's typical worklist query: its station, today, its modality; with
+# what it shows in its list.
+MWL_STATION = 3
+MWL_SPS = "ScheduledProcedureStepSequence[0]."
+MWL_RETURN_KEYS = [
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyInstanceUID",
+    "RequestedProcedureID", "RequestedProcedureDescription", f"{MWL_SPS}ScheduledProcedureStepID",
+    f"{MWL_SPS}ScheduledProcedureStepStartTime", f"{MWL_SPS}ScheduledProcedureStepDescription",
+]  # fmt: skip
+MWL_DAYS = 20  # items spread over this many days around today
+WLM_AE = "WLM"
 
 
 @dataclass
@@ -126,16 +138,17 @@ def ingest(peer: Peer, parts: list[Path]) -> float:
     return time.perf_counter() - start
 
 
-def findscu_ms(peer: Peer, repeat: int = 1) -> float:
-    """Milliseconds of one findscu run: *repeat* study queries on one association."""
+def findscu_ms(peer: Peer, repeat: int = 1, keys: list[str] = FIND_KEYS, model: str = "-S") -> float:
+    """Milliseconds of one findscu run: *repeat* queries (default: the study
+    query) on one association."""
     cmd = [
         peers.dcmtk("findscu"),
-        "-S",
+        model,
         "-aec",
         peer.ae_title,
         "--repeat",
         str(repeat),
-        *FIND_KEYS,
+        *keys,
         "127.0.0.1",
         str(peer.port),
     ]
@@ -188,6 +201,72 @@ def move_rate(peer: Peer, study_uid: str, received: Path, expected: int) -> floa
     return expected / elapsed
 
 
+def mwl_keys(today: str) -> list[str]:
+    keys = [
+        f"{MWL_SPS}ScheduledStationAETitle={worklists.station(MWL_STATION)}",
+        f"{MWL_SPS}ScheduledProcedureStepStartDate={today}",
+        f"{MWL_SPS}Modality={worklists.station_modality(MWL_STATION)}",
+        *MWL_RETURN_KEYS,
+    ]
+    return [arg for key in keys for arg in ("-k", key)]
+
+
+def mwl_matches(peer: Peer, keys: list[str]) -> int:
+    """How many items *peer* answers the worklist query with (both must agree)."""
+    cmd = [peers.dcmtk("findscu"), "-v", "-W", "-aec", peer.ae_title, *keys, "127.0.0.1", str(peer.port)]
+    result = subprocess.run(cmd, env=ENV, check=True, capture_output=True, text=True)
+    if "Final Find Response (Success)" not in result.stderr + result.stdout:
+        raise RuntimeError(f"worklist query to {peer.name} failed:\n{result.stderr[-2000:]}")
+    return (result.stderr + result.stdout).count("(Pending)")
+
+
+def wlmscpfs(work: Path, files: list[Path]) -> AbstractContextManager[Peer]:
+    """DCMTK's worklist SCP on *files* (linked into its AE title's directory):
+    it reads every file for every query."""
+    db = work / "wlmdb" / WLM_AE
+    db.mkdir(parents=True)
+    (db / "lockfile").touch()
+    for f in files:
+        os.link(f, db / f.name)
+    port = peers.free_port()
+    cmd = [peers.dcmtk("wlmscpfs"), "-dfp", str(db.parent), str(port)]
+    return _running(peers.start(cmd, None, env=ENV), port, "wlmscpfs", WLM_AE)
+
+
+def run_mwl(root: Path, items: int, queries: int, sample: Callable[[str, str, str, float], None]) -> None:
+    """*items* worklist items in pacsd (added with ``pacsd worklist add``)
+    and as files for wlmscpfs; the median ms of *queries* findscu -W runs
+    of a modality's typical query against each, taking turns."""
+    day = datetime.date.today()
+    # Today first, then the days around it: a small --mwl-items still has items today.
+    offsets = [(n + 1) // 2 * (1 if n % 2 else -1) for n in range(MWL_DAYS)]
+    dates = [(day + datetime.timedelta(days=offset)).strftime("%Y%m%d") for offset in offsets]
+    files = worklists.clones(root / "worklist", items, dates)
+    work = Path(tempfile.mkdtemp(dir=root))
+    # The data dir pacsd() serves; added to before it starts.
+    config = peers.pacsd_config(work / "add.toml", port=peers.free_port(), data_dir=work / "data")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start = time.perf_counter()
+    for n in range(0, len(files), 1000):  # a command line of 1000 files at most
+        cmd = peers.pacsd_command("worklist", "add", "--config", str(config), *map(str, files[n : n + 1000]))
+        added = subprocess.run(cmd, env=env, capture_output=True, text=True)  # it logs every item
+        if added.returncode != 0:
+            raise RuntimeError(f"pacsd worklist add failed: {added.stdout[-500:]}{added.stderr[-1500:]}")
+    sample("pacsd", f"worklist add {items} items", "items/s", items / (time.perf_counter() - start))
+    keys = mwl_keys(day.strftime("%Y%m%d"))
+    with ExitStack() as stack:
+        running = [stack.enter_context(pacsd(work, None)), stack.enter_context(wlmscpfs(work, files))]
+        answers = {peer.name: mwl_matches(peer, keys) for peer in running}
+        if len(set(answers.values())) != 1 or not answers["pacsd"]:
+            raise RuntimeError(f"the worklist query matched differently: {answers}")
+        times: dict[str, list[float]] = {peer.name: [] for peer in running}
+        for n in range(queries):
+            for peer in running if n % 2 else reversed(running):
+                times[peer.name].append(findscu_ms(peer, keys=keys, model="-W"))
+        for name, values in times.items():
+            sample(name, f"MWL query, {items} items, {answers[name]} matches", "ms", statistics.median(values))
+
+
 @dataclass
 class DataSet:
     name: str
@@ -222,6 +301,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         samples.setdefault((peer, workload, unit), []).append(value)
 
     try:
+        if "mwl" in args.only:
+            run_mwl(root, args.mwl_items, args.mwl_queries, sample)
         small = make_set(root, "small", args.small // 100 or 1, min(100, args.small), args.small_bytes)
         large = make_set(root, "large", 4, max(1, args.large // 4), args.large_bytes)
         move_study = pydicom.dcmread(next(iter(sorted(small.whole.iterdir())))).StudyInstanceUID
@@ -278,7 +359,8 @@ def table(rows: list[Row]) -> str:
     by = {(r.peer, r.workload): r for r in rows}
     workloads = list(dict.fromkeys(r.workload for r in rows))
     peers = list(dict.fromkeys(r.peer for r in rows))
-    lines = [f"{'workload':<44}" + "".join(f"{p:>12}" for p in peers) + f"{'vs orthanc':>12}{'vs storescp':>12}"]
+    others = [p for p in peers if p != "pacsd"]
+    lines = [f"{'workload':<44}" + "".join(f"{p:>12}" for p in peers) + "".join(f"{'vs ' + p:>14}" for p in others)]
     for w in workloads:
         cells = []
         for p in peers:
@@ -286,14 +368,14 @@ def table(rows: list[Row]) -> str:
             cells.append(f"{r.value:>12.{2 if r.value < 10 else 1}f}" if r else f"{'-':>12}")
         ratios = []
         ours = by.get(("pacsd", w))
-        for other in ("orthanc", "storescp"):
+        for other in others:
             theirs = by.get((other, w))
             if ours and theirs and theirs.value and ours.value:
                 # For latencies lower is better: report the speed-up either way.
                 ratio = theirs.value / ours.value if ours.unit.startswith("ms") else ours.value / theirs.value
-                ratios.append(f"{ratio:>11.2f}x")
+                ratios.append(f"{ratio:>13.2f}x")
             else:
-                ratios.append(f"{'-':>12}")
+                ratios.append(f"{'-':>14}")
         unit = (ours or by.get((peers[0], w))).unit  # type: ignore[union-attr]
         lines.append(f"{w + ' (' + unit + ')':<44}" + "".join(cells) + "".join(ratios))
     return "\n".join(lines)
@@ -307,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--large", type=int, default=400, help="large objects, in 4 studies (default 400)")
     p.add_argument("--large-bytes", type=int, default=512 * 1024, help="pixel bytes per large object")
     p.add_argument("--queries", type=int, default=20, help="C-FIND queries per peer (median)")
+    p.add_argument("--mwl-items", type=int, default=10_000, help="worklist items (default 10000)")
+    p.add_argument("--mwl-queries", type=int, default=50, help="findscu -W runs per peer (median)")
     p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     p.add_argument("--only", nargs="+", default=WORKLOADS, choices=WORKLOADS, help="workloads to run (default all)")
     p.add_argument("--rounds", type=int, default=3, help="runs of every workload; the table shows medians")
@@ -314,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.small, args.large, args.queries, args.large_bytes, args.rounds = 8, 4, 2, 64 * 1024, 1
+        args.mwl_items, args.mwl_queries = 200, 3
     rows = run(args)
     print(table(rows))
     if args.json:

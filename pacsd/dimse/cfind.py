@@ -1,12 +1,13 @@
 """The C-FIND response driver, for every information model that answers
-with matches (Query/Retrieve now, Modality Worklist next): one Pending
-response per match, C-CANCEL noticed between matches, one final status."""
+with matches (Query/Retrieve, Modality Worklist): one Pending response per
+match, C-CANCEL noticed between matches, one final status."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping
+from enum import Enum
+from typing import Protocol, TypeVar
 
 from pydicom.dataset import Dataset
 
@@ -14,7 +15,6 @@ from pacsd import log
 from pacsd.dimse import qr
 from pacsd.domain.errors import Cancelled, InvalidQuery
 from pacsd.domain.limits import Limits
-from pacsd.domain.query import InformationModel
 from pacsd.ports import Watch
 from pacsd.wire import command, statuses
 from pacsd.wire.acceptor import Association
@@ -32,16 +32,19 @@ class Answer(Protocol):
     def __iter__(self) -> Iterator[Dataset]: ...
 
 
-Search = Callable[[Dataset, InformationModel, Watch], Answer]
+# The information model a context's abstract syntax names: Query/Retrieve's
+# InformationModel, or the worklist's own (it has no Q/R levels).
+Model = TypeVar("Model", bound=Enum)
+Search = Callable[[Dataset, Model, Watch], Answer]
 
 
 def serve(
     link: Link,
     message: Message,
     association: Association,
-    models: dict[str, InformationModel],
+    models: Mapping[str, Model],
     limits: Limits,
-    search: Search,
+    search: Search[Model],
     event: str,
 ) -> None:
     """Answer one C-FIND with *search*; log *event* (and ``<event>_refused``,
@@ -72,8 +75,10 @@ def serve(
     except Exception as exc:
         _log.exception(f"{event}_failed", **log_fields)
         return answer(statuses.UNABLE_TO_PROCESS, f"internal error: {type(exc).__name__}")
-    _log.info(event, model=model.value, qr_level=str(identifier.get("QueryRetrieveLevel", "")), matches=matches,
-              upstream_problems=len(found.problems), ms=log.ms_since(start), **log_fields)  # fmt: skip
+    if "QueryRetrieveLevel" in identifier:  # a worklist query has none
+        log_fields = {**log_fields, "qr_level": str(identifier.QueryRetrieveLevel)}
+    _log.info(event, model=model.value, matches=matches, upstream_problems=len(found.problems), ms=log.ms_since(start),
+              **log_fields)  # fmt: skip
     if found.problems:
         answer(statuses.LOCAL_ONLY, "answered from local data only: " + "; ".join(found.problems))
     else:

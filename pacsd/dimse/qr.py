@@ -3,7 +3,9 @@ models, reading the identifier, answering, and noticing C-CANCEL."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import TypeVar
 
 from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
@@ -46,10 +48,12 @@ SOP_CLASSES = [*FIND, *MOVE, *GET]
 
 _log = log.get("pacsd.qr")
 
+Model = TypeVar("Model", bound=Enum)  # InformationModel, or the worklist's
+
 
 def model(
-    link: Link, message: Message, field: int, models: dict[str, InformationModel], association: Association
-) -> InformationModel | None:
+    link: Link, message: Message, field: int, models: Mapping[str, Model], association: Association
+) -> Model | None:
     """The information model of the request's context; None once a request
     on a context of another SOP class has been answered 0x0122."""
     refused = statuses.wrong_context(message, models)

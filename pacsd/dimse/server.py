@@ -18,11 +18,12 @@ from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from pacsd.config import Settings
-from pacsd.dimse import echo, find, get, mpps, qr, store
+from pacsd.dimse import echo, find, get, mpps, qr, store, worklist
 from pacsd.dimse.move import Mover
 from pacsd.services.archive import Archive
 from pacsd.wire import command
-from pacsd.wire.acceptor import Acceptor, Service
+from pacsd.wire.acceptor import Acceptor, Association, Service
+from pacsd.wire.link import Link, Message
 
 QR_SYNTAXES: list[str | UID] = [
     ExplicitVRLittleEndian,
@@ -33,11 +34,11 @@ QR_SYNTAXES: list[str | UID] = [
 
 
 def supported_contexts() -> list[PresentationContext]:
-    """What pacsd accepts: Verification, Query/Retrieve, and every storage
+    """What pacsd accepts: Verification, Query/Retrieve, Modality Worklist, and every storage
     SOP class in every transfer syntax (objects are stored as received),
     in both roles (a C-GET requester takes the SCP role for storage)."""
     contexts = [build_context(Verification, QR_SYNTAXES)]
-    contexts += [build_context(sop_class, QR_SYNTAXES) for sop_class in qr.SOP_CLASSES]
+    contexts += [build_context(sop_class, QR_SYNTAXES) for sop_class in [*qr.SOP_CLASSES, *worklist.SOP_CLASSES]]
     contexts.append(build_context(mpps.MPPS_SOP_CLASS, QR_SYNTAXES))
     for storage in AllStoragePresentationContexts:
         assert storage.abstract_syntax is not None
@@ -54,7 +55,7 @@ def build_acceptor(settings: Settings, archive: Archive) -> Acceptor:
     services: dict[int, Service] = {
         command.C_ECHO_RQ: echo.serve_echo,
         command.C_STORE_RQ: partial(store.serve_store, archive),
-        command.C_FIND_RQ: partial(find.serve_find, archive),
+        command.C_FIND_RQ: partial(serve_find, archive),
         command.C_MOVE_RQ: mover.serve,
         command.C_GET_RQ: partial(get.serve_get, archive),
         command.N_CREATE_RQ: partial(mpps.serve_n_create, archive),
@@ -71,3 +72,12 @@ def build_acceptor(settings: Settings, archive: Archive) -> Acceptor:
         limits=settings.limits,
         spool_dir=str(archive.storage.tmp),
     )
+
+
+def serve_find(archive: Archive, link: Link, message: Message, association: Association) -> None:
+    """A C-FIND goes to the adapter of its context's information model: a
+    worklist query, or a Q/R one (which also refuses any other context)."""
+    if str(message.context.abstract_syntax) in worklist.FIND:
+        worklist.serve_find(archive, link, message, association)
+    else:
+        find.serve_find(archive, link, message, association)

@@ -23,5 +23,7 @@ def test_bench_quick_runs_every_workload(tmp_path: Path) -> None:
     for peer in ("pacsd", "orthanc", "storescp"):
         assert (peer, "store small 4 assoc") in workloads
     assert ("pacsd", "C-MOVE 8-instance study") in workloads and ("orthanc", "C-FIND study median") in workloads
+    assert any(r["peer"] == "wlmscpfs" and r["workload"].startswith("MWL query") for r in rows)
+    assert any(r["peer"] == "pacsd" and r["workload"].startswith("MWL query") for r in rows)
     assert all(r["value"] > 0 for r in rows)
     assert "vs orthanc" in result.stdout
