@@ -26,6 +26,7 @@ from typing import Any
 
 from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.query import has_wildcard
+from pacsd.domain.worklist import valid_date, valid_time
 from pacsd.index.dialect import SQLITE
 
 DIALECT = SQLITE
@@ -117,14 +118,14 @@ _TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?\Z")
 
 def _date(value: str) -> str:
     value = value.strip().replace(".", "")  # ACR-NEMA YYYY.MM.DD
-    if not _DATE.match(value):
+    if not _DATE.match(value) or not valid_date(value):  # 19961301 would match nothing: refused
         raise InvalidQuery(f"not a DICOM date (YYYYMMDD): {value!r}")
     return value
 
 
 def _time(value: str, upper: bool) -> str:
     value = value.strip().replace(":", "")
-    if not _TIME.match(value):
+    if not _TIME.match(value) or not valid_time(value):
         raise InvalidQuery(f"not a DICOM time (HHMMSS.FFFFFF): {value!r}")
     if upper:
         # "12" as an upper bound means up to 12:59:59.999999.
