@@ -149,19 +149,8 @@ def response(
     the Message ID it answers, *status* and (if given) an Error Comment.
     The comment is not cut to LO's 64 characters: one naming two patient
     keys and a UID needs more, and DCMTK and pynetdicom read it whole."""
-    elements: list[tuple[int, str, Any]] = [
-        (AFFECTED_SOP_CLASS, "UI", request.text(AFFECTED_SOP_CLASS)),
-        (COMMAND_FIELD, "US", field),
-        (RESPONDING_TO, "US", request.us(MESSAGE_ID)),
-        (DATASET_TYPE, "US", HAS_DATASET if has_dataset else NO_DATASET),
-        (STATUS, "US", status),
-    ]
-    if comment:
-        elements.append((ERROR_COMMENT, "LO", comment))
-    if AFFECTED_SOP_INSTANCE in request.values:
-        elements.append((AFFECTED_SOP_INSTANCE, "UI", request.text(AFFECTED_SOP_INSTANCE)))
-    elements.extend(extra or [])
-    return encode(sorted(elements, key=lambda e: int(e[0])))
+    instance = request.text(AFFECTED_SOP_INSTANCE) if AFFECTED_SOP_INSTANCE in request.values else None
+    return _response(request, field, status, request.text(AFFECTED_SOP_CLASS), instance, comment, extra, has_dataset)
 
 
 def n_response(
@@ -177,6 +166,19 @@ def n_response(
     the SOP class and instance it affected (the instance an N-CREATE made,
     or the one an N-SET requested)."""
     sop_class = request.text(AFFECTED_SOP_CLASS) or request.text(REQUESTED_SOP_CLASS)
+    return _response(request, field, status, sop_class, sop_instance or None, comment, extra, has_dataset)
+
+
+def _response(
+    request: Command,
+    field: int,
+    status: int,
+    sop_class: str,
+    sop_instance: str | None,
+    comment: str,
+    extra: list[tuple[int, str, Any]] | None,
+    has_dataset: bool,
+) -> bytes:
     elements: list[tuple[int, str, Any]] = [
         (AFFECTED_SOP_CLASS, "UI", sop_class),
         (COMMAND_FIELD, "US", field),
@@ -186,7 +188,7 @@ def n_response(
     ]
     if comment:
         elements.append((ERROR_COMMENT, "LO", comment))
-    if sop_instance:
+    if sop_instance is not None:
         elements.append((AFFECTED_SOP_INSTANCE, "UI", sop_instance))
     elements.extend(extra or [])
     return encode(sorted(elements, key=lambda e: int(e[0])))

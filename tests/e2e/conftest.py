@@ -190,6 +190,15 @@ def server(tmp_path: Path) -> Iterator[Server]:
     srv.stop()
 
 
+@pytest.fixture
+def racing(tmp_path: Path) -> Iterator[tuple[Server, int]]:
+    """A server of two worker processes (two index writers) with HTTP on: (server, HTTP port)."""
+    http_port = free_port()
+    srv = Server(tmp_path, extra_toml=f"workers = 2\n[http]\nport = {http_port}\n").start()
+    yield srv, http_port
+    srv.stop()
+
+
 class SCU:
     """pynetdicom as a client, where a test needs to read exact statuses."""
 

@@ -11,17 +11,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from pydicom.dataset import Dataset
 
 from pacsd.testing import synth
-from pacsd.testing.peers import free_port
 from tests.e2e.conftest import REPO, SCU, Server
 
 PATIENT_ID, ISSUER = "MPPS-RACE-1", "RACE HOSP"
@@ -39,14 +36,6 @@ def item(n: int) -> dict[str, Any]:
     step.ScheduledProcedureStepStartDate = "20261201"
     ds.ScheduledProcedureStepSequence = [step]
     return ds.to_json_dict()  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def racing(tmp_path: Any) -> Iterator[tuple[Server, int]]:
-    http_port = free_port()
-    server = Server(tmp_path, extra_toml=f"workers = 2\n[http]\nport = {http_port}\n").start()
-    yield server, http_port
-    server.stop()
 
 
 def test_mpps_creates_race_items_and_images_to_one_patient(racing: tuple[Server, int], tmp_path: Path) -> None:

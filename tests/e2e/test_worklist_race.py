@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import pytest
 from pydicom.dataset import Dataset
 
 from pacsd.testing import synth
-from pacsd.testing.peers import free_port
 from tests.e2e.conftest import SCU, Server
 
 PATIENT_ID, ISSUER = "RACE-0001", "RACE HOSP"
@@ -39,14 +36,6 @@ def item(n: int) -> dict[str, Any]:
     step.ScheduledProcedureStepStartTime = f"{8 + n // 60:02d}{n % 60:02d}00"
     ds.ScheduledProcedureStepSequence = [step]
     return ds.to_json_dict()  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def racing(tmp_path: Any) -> Iterator[tuple[Server, int]]:
-    http_port = free_port()
-    server = Server(tmp_path, extra_toml=f"workers = 2\n[http]\nport = {http_port}\n").start()
-    yield server, http_port
-    server.stop()
 
 
 def test_concurrent_creates_and_stores_for_one_new_patient_make_one_patient(racing: tuple[Server, int]) -> None:
