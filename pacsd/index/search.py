@@ -38,6 +38,7 @@ from pacsd.domain.query import (
     InformationModel,
     Level,
     QueryOverBudget,
+    has_wildcard,
     query_level,
     require_unique_keys,
     text_value,
@@ -265,6 +266,26 @@ def _set_empty(response: Dataset, elem: DataElement) -> None:
         response.add_new(elem.tag, elem.VR, None)
 
 
+RELATIONAL_KEYS = ("AccessionNumber", "PatientID")  # what may name studies instead of their UIDs
+
+
+def _relational_keys(identifier: Dataset, level: Level, key: str) -> Dataset:
+    """The keys of a STUDY-level retrieve that names no StudyInstanceUID;
+    InvalidQuery if there are none (or at another level)."""
+    keys = Dataset()
+    if level == Level.STUDY:
+        for keyword in RELATIONAL_KEYS:
+            value = text_value(identifier.get(keyword)).strip()
+            if value and has_wildcard(value):
+                raise InvalidQuery(f"{keyword} must be given without wildcards to retrieve studies by it")
+            if value:
+                keys.add(identifier[keyword])
+        if len(keys):
+            return keys
+        raise InvalidQuery(f"{key} (or {' or '.join(RELATIONAL_KEYS)}) is required to retrieve at the STUDY level")
+    raise InvalidQuery(f"{key} is required to retrieve at the {level.name} level")
+
+
 def instances(
     conn: apsw.Connection, identifier: Dataset, model: InformationModel, max_values: int = DEFAULT_MAX_VALUES
 ) -> list[StoredInstance]:
@@ -272,19 +293,23 @@ def instances(
 
     Only the unique keys of the retrieve level and the levels above it take
     part (PS3.4 C.4.2.2.1); the retrieve level's own key must have a value.
-    A list longer than *max_values* is QueryOverBudget (an InvalidQuery).
+    At the STUDY level, studies may instead be named by AccessionNumber
+    and/or PatientID (relational retrieve, as workstations send it and
+    Orthanc accepts), each a value without wildcards. A list longer than
+    *max_values* is QueryOverBudget (an InvalidQuery).
     """
     level = query_level(identifier, model)
     key = UNIQUE_KEYS[level]
-    if not text_value(identifier.get(key)).strip():
-        raise InvalidQuery(f"{key} is required to retrieve at the {level.name} level")
     check_list_lengths(identifier, max_values)
-    keys = Dataset()
-    for above in MODEL_LEVELS[model]:
-        keyword = UNIQUE_KEYS[above]
-        if above <= level and keyword in identifier:
-            keys.add(identifier[keyword])
-    if level == Level.PATIENT and "IssuerOfPatientID" in identifier:
+    if not text_value(identifier.get(key)).strip():
+        keys = _relational_keys(identifier, level, key)
+    else:
+        keys = Dataset()
+        for above in MODEL_LEVELS[model]:
+            keyword = UNIQUE_KEYS[above]
+            if above <= level and keyword in identifier:
+                keys.add(identifier[keyword])
+    if level in (Level.PATIENT, Level.STUDY) and "PatientID" in keys and "IssuerOfPatientID" in identifier:
         keys.add(identifier["IssuerOfPatientID"])
     plan = _plan(keys, Level.IMAGE, ["i.sop_uid", "i.sop_class_uid", "i.transfer_syntax", "i.path"])
     return [StoredInstance(*row[1:5]) for row in conn.execute(*plan.all())]

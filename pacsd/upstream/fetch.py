@@ -124,19 +124,23 @@ class Proxy:
         return shortfalls
 
     def _studies(self, query: Dataset, watch: Watch, log_fields: LogFields) -> tuple[list[str], list[Shortfall]]:
-        """The studies *query* names, or (patient level) the upstreams hold
-        for its patient."""
+        """The studies *query* names, or those the upstreams hold for its
+        patient or its accession number (patient level, relational retrieve)."""
         named = [u.strip() for u in text_value(query.get("StudyInstanceUID")).split("\\") if u.strip()]
         if named and not any(c in u for u in named for c in "*?"):
             return [u for u in named if uid.is_valid(u)], []  # a malformed UID matches nothing anywhere
         patient_id = text_value(query.get("PatientID")).strip()
-        if not patient_id:
+        accession = text_value(query.get("AccessionNumber")).strip()
+        if not (patient_id or accession):
             return [], []
         keys = Dataset()
         keys.QueryRetrieveLevel = "STUDY"
-        keys.PatientID = patient_id
-        if "IssuerOfPatientID" in query:
-            keys.IssuerOfPatientID = query.IssuerOfPatientID
+        if patient_id:
+            keys.PatientID = patient_id
+            if "IssuerOfPatientID" in query:
+                keys.IssuerOfPatientID = query.IssuerOfPatientID
+        if accession:
+            keys.AccessionNumber = accession
         keys.StudyInstanceUID = ""
         studies: list[str] = []
         shortfalls = []
