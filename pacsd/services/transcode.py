@@ -44,7 +44,7 @@ _ENDS_WITH_EOI = frozenset(
 )
 # Plugins to try first where pydicom's default order picks a slower one:
 # CharLS decodes JPEG-LS four to five times faster than libjpeg.
-_DECODER = {ts.JPEGLSLossless: "pyjpegls", ts.JPEGLSNearLossless: "pyjpegls"}
+_DECODER: dict[str, str] = {ts.JPEGLSLossless: "pyjpegls", ts.JPEGLSNearLossless: "pyjpegls"}
 _METHOD: dict[str, str] = {
     ts.JPEGBaseline8Bit: "ISO_10918_1",
     ts.JPEGExtended12Bit: "ISO_10918_1",
