@@ -116,3 +116,14 @@ class MppsNoSuchInstance(Refusal):
 
 class MppsFinal(Refusal):
     """An N-SET after the step was COMPLETED or DISCONTINUED."""
+
+
+class ConversionFailed(Exception):
+    """An instance that could not be re-encoded from *source* to *target*
+    transfer syntax; ``reason`` is the codec's (or the reader's) own words."""
+
+    def __init__(self, source: str, target: str, reason: str) -> None:
+        super().__init__(f"cannot convert from {source} to {target}: {reason}")
+        self.source = source
+        self.target = target
+        self.reason = reason

@@ -21,7 +21,7 @@ from pydicom.multival import MultiValue
 from pydicom.uid import UID
 
 from pacsd.domain import transfer
-from pacsd.domain.transcoding_errors import ConversionFailed
+from pacsd.domain.errors import ConversionFailed
 
 # Lossy encoding, used only when the lossy setting lets the send plan choose
 # it: visually lossless settings, not the smallest files.

@@ -16,7 +16,7 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
-from pacsd.domain.transcoding_errors import ConversionFailed
+from pacsd.domain.errors import ConversionFailed
 from pacsd.services.transcode import convert
 
 UNCOMPRESSED = [ts.ExplicitVRLittleEndian, ts.ImplicitVRLittleEndian, ts.ExplicitVRBigEndian]
