@@ -58,13 +58,18 @@ LOCAL_ONLY = 0xB000
 
 
 def store_failure(exc: Exception) -> tuple[int, str]:
-    """The (status, error comment) of a store that raised *exc*: a refusal
-    by its class (most specific first: SOPClassMismatch before
-    RequestMismatch); anything else is a bug, 0x0110."""
+    """The (status, error comment) of a store that raised *exc*."""
+    return _failure(exc, STORE_REFUSALS)
+
+
+def _failure(exc: Exception, table: dict[type[errors.Refusal], int]) -> tuple[int, str]:
+    """A refusal by its class in *table* (most specific first: e.g.
+    SOPClassMismatch before RequestMismatch), with its comment; anything
+    else is a bug, 0x0110."""
     if isinstance(exc, errors.Refusal):
         for cls in type(exc).__mro__:
-            if cls in STORE_REFUSALS:
-                return STORE_REFUSALS[cls], str(exc)
+            if cls in table:
+                return table[cls], str(exc)
     return PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
 
 
@@ -94,16 +99,11 @@ MPPS_REFUSALS: dict[type[errors.Refusal], int] = {
     errors.MppsNoSuchInstance: 0x0112,  # No Such SOP Instance
     errors.MppsFinal: PROCESSING_FAILURE,  # with Error ID A710 (PS3.4 F.7.2.2.2)
     errors.IdentityConflict: PROCESSING_FAILURE,
+    errors.StorageFailure: 0xA700,  # Out of resources
 }
 MPPS_FINAL_ERROR_ID = 0xA710  # Error ID (0000,0903) is US
 
 
 def mpps_failure(exc: Exception) -> tuple[int, str]:
     """The (status, error comment) of an N-CREATE/N-SET that raised *exc*."""
-    if isinstance(exc, errors.Refusal):
-        for cls in type(exc).__mro__:
-            if cls in MPPS_REFUSALS:
-                return MPPS_REFUSALS[cls], str(exc)
-        if isinstance(exc, errors.StorageFailure):
-            return 0xA700, str(exc)
-    return PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
+    return _failure(exc, MPPS_REFUSALS)
