@@ -28,6 +28,11 @@ T = TypeVar("T")
 # client's connection raised if it went away.
 Watch = Callable[[], None]
 
+
+def no_watch() -> None:
+    """The Watch of a caller nobody can cancel (an operator, a RIS)."""
+
+
 # Identifiers for every log line of one request (association, peer, ...).
 LogFields = dict[str, object]
 

@@ -18,14 +18,10 @@ from pacsd.domain.outcomes import Change, FetchRecord, Outcome, Result, Retrieve
 from pacsd.domain.query import UNIQUE_KEYS, InformationModel, query_level, text_value
 from pacsd.domain.received import Received
 from pacsd.domain.worklist import WorklistEntry
-from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch
+from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch, no_watch
 from pacsd.services import mpps, retrieve, worklist
 from pacsd.services.ingest import Ingest
 from pacsd.services.retrieve import StoredDataset
-
-
-def _no_watch() -> None:
-    pass
 
 
 class Matches:
@@ -170,7 +166,7 @@ class Archive:
     def worklist_search(self, identifier: Dataset, include_done: bool = False) -> list[Dataset]:
         """The same matching for a RIS or an operator (HTTP, CLI)."""
         return list(
-            worklist.find(self.index, identifier, _no_watch, include_done, expire_days=self.worklist_expire_days)
+            worklist.find(self.index, identifier, no_watch, include_done, expire_days=self.worklist_expire_days)
         )
 
     def worklist_remove(self, study_uid: str, sps_id: str) -> bool:

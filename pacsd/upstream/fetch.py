@@ -37,9 +37,9 @@ from pacsd.domain.header import Header
 from pacsd.domain.outcomes import FetchRecord, Shortfall
 from pacsd.domain.query import InformationModel, text_value
 from pacsd.domain.received import Received
-from pacsd.ports import FetchSink, Index, LogFields
+from pacsd.ports import FetchSink, Index, LogFields, Watch
 from pacsd.upstream import query
-from pacsd.upstream.session import SYNTAXES, UpstreamError, UpstreamSession, Watch, final_status, outgoing
+from pacsd.upstream.session import SYNTAXES, UpstreamError, UpstreamSession, final_status, outgoing
 from pacsd.upstream.staging import LockTimeout, StagedFetch, Staging
 from pacsd.wire import command, dataset, statuses
 from pacsd.wire.link import ClientGone, Message

@@ -19,8 +19,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from pacsd import log
 from pacsd.domain.query import InformationModel
-from pacsd.ports import LogFields
-from pacsd.upstream.session import SYNTAXES, UpstreamError, UpstreamSession, Watch, outgoing
+from pacsd.ports import LogFields, Watch
+from pacsd.upstream.session import SYNTAXES, UpstreamError, UpstreamSession, outgoing
 
 if TYPE_CHECKING:
     from pacsd.upstream.fetch import Proxy

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import select
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +24,7 @@ from pynetdicom.presentation import PresentationContext
 from pacsd.config import Upstream
 from pacsd.domain.errors import Cancelled
 from pacsd.domain.limits import BudgetExceeded, Limits
+from pacsd.ports import Watch, no_watch
 from pacsd.wire import command, dataset, requestor
 from pacsd.wire.command import Command
 from pacsd.wire.link import LINK_ENDED, Link, Message
@@ -34,16 +35,10 @@ SYNTAXES: list[str | UID] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 PENDING_STATUSES = {0xFF00, 0xFF01}  # Pending, and Pending with optional keys unsupported
 CANCEL_GRACE = 5.0  # seconds to wait for the upstream's answer to C-CANCEL
 
-Watch = Callable[[], None]
-
 
 class UpstreamError(Exception):
     """The upstream could not be reached, refused, failed or went silent;
     the message says which and names the upstream."""
-
-
-def no_watch() -> None:
-    pass
 
 
 class UpstreamSession:

@@ -10,15 +10,12 @@ from pydicom.dataset import Dataset
 
 from pacsd.domain.errors import Cancelled, InvalidQuery
 from pacsd.domain.query import InformationModel
+from pacsd.ports import no_watch
 from pacsd.services.archive import Archive
 from pacsd.testing import synth
 from tests.unit.conftest import store
 
 STUDY_ROOT, PATIENT_ROOT = InformationModel.STUDY_ROOT, InformationModel.PATIENT_ROOT
-
-
-def no_watch() -> None:
-    pass
 
 
 def find(archive: Archive, model: InformationModel = STUDY_ROOT, **keys: object) -> list[Dataset]:
