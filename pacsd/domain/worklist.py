@@ -62,9 +62,6 @@ class WorklistItem:
     performer: str
     status: str
 
-    def to_json(self) -> str:
-        return json.dumps(self.dataset.to_json_dict(), sort_keys=True)
-
 
 @dataclass(frozen=True)
 class WorklistEntry:
@@ -104,8 +101,14 @@ def valid_time(value: str) -> bool:
     return hours < 24 and minutes < 60 and seconds < 61  # 60: a leap second
 
 
+def stored_json(ds: Dataset) -> str:
+    """*ds* as the index keeps worklist items and MPPS: DICOM JSON with its
+    keys sorted, so equal content is equal text (and digest)."""
+    return json.dumps(ds.to_json_dict(), sort_keys=True)
+
+
 def _digest(ds: Dataset) -> str:
-    return hashlib.sha256(json.dumps(ds.to_json_dict(), sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(stored_json(ds).encode()).hexdigest()
 
 
 def _derived_uid(digest: str) -> str:

@@ -4,14 +4,13 @@ series they list."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
 from pacsd.domain.errors import MppsDuplicate
 from pacsd.domain.mpps import series, status_of
-from pacsd.domain.worklist import text
+from pacsd.domain.worklist import stored_json, text
 from pacsd.index import identity
 from pacsd.index.dialect import SQLITE
 
@@ -25,10 +24,6 @@ UPDATE = f"UPDATE mpps SET status = {_P}, dataset = {_P}, updated_at = CURRENT_T
 SERIES = f"INSERT INTO mpps_series (mpps_pk, series_uid) VALUES ({_P}, {_P}) ON CONFLICT DO NOTHING"
 
 
-def _json(ds: Dataset) -> str:
-    return json.dumps(ds.to_json_dict(), sort_keys=True)
-
-
 def add(tx: Transaction, sop_uid: str, ds: Dataset) -> None:
     """Keep a new MPPS; MppsDuplicate if its SOP Instance UID is taken. Its
     patient (if it names a PatientID) is got or created like an image's."""
@@ -39,7 +34,7 @@ def add(tx: Transaction, sop_uid: str, ds: Dataset) -> None:
         patient_pk, _ = identity.patient(
             tx, key, text(ds, "PatientName"), text(ds, "PatientBirthDate"), text(ds, "PatientSex")
         )
-    row = tx.conn.execute(INSERT, (sop_uid, patient_pk, status_of(ds), _json(ds))).fetchone()
+    row = tx.conn.execute(INSERT, (sop_uid, patient_pk, status_of(ds), stored_json(ds))).fetchone()
     if row is None:
         raise MppsDuplicate(f"an MPPS with SOP Instance UID {sop_uid} exists")
     _link_series(tx, int(row[0]), ds)
@@ -51,7 +46,7 @@ def stored(tx: Transaction, sop_uid: str) -> tuple[int, Dataset] | None:
 
 
 def update(tx: Transaction, mpps_pk: int, ds: Dataset) -> None:
-    tx.conn.execute(UPDATE, (status_of(ds), _json(ds), mpps_pk))
+    tx.conn.execute(UPDATE, (status_of(ds), stored_json(ds), mpps_pk))
     _link_series(tx, mpps_pk, ds)
 
 

@@ -10,7 +10,6 @@ JSON, so any return key a modality asks for can be answered.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from pydicom.sequence import Sequence
 
 from pacsd.domain.errors import IdentityConflict, InvalidQuery, WorklistConflict
 from pacsd.domain.query import text_value
-from pacsd.domain.worklist import DONE, NOT_STARTED, SPS, WorklistEntry, WorklistItem
+from pacsd.domain.worklist import DONE, NOT_STARTED, SPS, WorklistEntry, WorklistItem, stored_json
 from pacsd.index import identity, matching
 from pacsd.index.dialect import SQLITE
 from pacsd.index.matching import Condition, fold_pn
@@ -76,7 +75,7 @@ def add(tx: Transaction, item: WorklistItem) -> tuple[WorklistEntry, str]:
     values = (
         patient_pk, item.study_uid, item.sps_id, item.digest, item.accession, item.requested_procedure_id,
         *fold_pn(item.patient_name), item.modality, item.start_date, item.start_time.replace(":", ""),
-        start_at(item.start_date, item.start_time), fold_pn(item.performer)[0], item.status, item.to_json(),
+        start_at(item.start_date, item.start_time), fold_pn(item.performer)[0], item.status, stored_json(item.dataset),
     )  # fmt: skip
     row = conn.execute(INSERT, values).fetchone()
     if row is None:
@@ -105,7 +104,7 @@ def stored(conn: apsw.Connection, study_uid: str, sps_id: str) -> Dataset | None
 
 
 def set_status(tx: Transaction, study_uid: str, sps_id: str, dataset: Dataset, status: str) -> bool:
-    values = (status, json.dumps(dataset.to_json_dict(), sort_keys=True), study_uid, sps_id)
+    values = (status, stored_json(dataset), study_uid, sps_id)
     tx.conn.execute(SET_STATUS, values)
     return bool(tx.conn.changes())
 
