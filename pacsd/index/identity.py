@@ -56,7 +56,7 @@ PATIENT_INSERT = SQLITE.insert_returning_id(
     (*PATIENT_KEY_COLUMNS, "name", "name_fold", "name_fold_ideo", "name_fold_phon", "birth_date", "sex"),
     PATIENT_KEY_COLUMNS,
 )
-PATIENT_FIND = f"SELECT id FROM patient WHERE patient_id = {_P} AND issuer = {_P} AND no_id_study_uid = {_P}"
+PATIENT_FIND = f"SELECT id, name FROM patient WHERE patient_id = {_P} AND issuer = {_P} AND no_id_study_uid = {_P}"
 PATIENT_KEY = f"SELECT patient_id, issuer, no_id_study_uid FROM patient WHERE id = {_P}"
 STUDY_INSERT = SQLITE.insert_returning_id(
     "study",
@@ -104,9 +104,6 @@ def _existing(conn: apsw.Connection, find: str, key: tuple[Any, ...]) -> tuple[A
     return row
 
 
-PATIENT_NAME = f"SELECT name FROM patient WHERE id = {_P}"
-
-
 def patient(tx: Transaction, key: PatientKey, name: str, birth_date: str, sex: str) -> tuple[int, str]:
     """Get or create the patient of *key*: its row id, and its name as the
     index has it. The key decides: an existing patient keeps its name
@@ -124,8 +121,7 @@ def patient(tx: Transaction, key: PatientKey, name: str, birth_date: str, sex: s
             )
             return new, name
         known = _existing(conn, PATIENT_FIND, k)
-    pk = int(known[0])
-    return pk, str(_existing(conn, PATIENT_NAME, (pk,))[0])
+    return int(known[0]), str(known[1])
 
 
 def patient_key(conn: apsw.Connection, pk: int) -> tuple[str, str, str]:
@@ -135,10 +131,6 @@ def patient_key(conn: apsw.Connection, pk: int) -> tuple[str, str, str]:
 
 def _patient(tx: Transaction, header: Header) -> tuple[int, PatientKey]:
     key = PatientKey.of(header)
-    conn = tx.conn
-    known = _one(conn, PATIENT_FIND, (key.patient_id, key.issuer, key.no_id_study_uid))
-    if known is not None:  # the common case, in one statement
-        return int(known[0]), key
     pk, _ = patient(tx, key, header.patient_name, header.birth_date, header.sex)
     return pk, key
 
