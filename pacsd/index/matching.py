@@ -116,14 +116,17 @@ _DATE = re.compile(r"\d{8}\Z")
 _TIME = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?\Z")
 
 
-def _date(value: str) -> str:
+def date_value(value: str) -> str:
+    """A DA query value checked and normalised (InvalidQuery if it is not one)."""
     value = value.strip().replace(".", "")  # ACR-NEMA YYYY.MM.DD
     if not _DATE.match(value) or not valid_date(value):  # 19961301 would match nothing: refused
         raise InvalidQuery(f"not a DICOM date (YYYYMMDD): {value!r}")
     return value
 
 
-def _time(value: str, upper: bool) -> str:
+def time_value(value: str, upper: bool) -> str:
+    """A TM query value checked and normalised; as an upper bound, a partial
+    time is filled to the end of the span it names."""
     value = value.strip().replace(":", "")
     if not _TIME.match(value) or not valid_time(value):
         raise InvalidQuery(f"not a DICOM time (HHMMSS.FFFFFF): {value!r}")
@@ -135,25 +138,14 @@ def _time(value: str, upper: bool) -> str:
     return value
 
 
-def date_value(value: str) -> str:
-    """A DA query value checked and normalised (InvalidQuery if it is not one)."""
-    return _date(value)
-
-
-def time_value(value: str, upper: bool) -> str:
-    """A TM query value checked and normalised; as an upper bound, a partial
-    time is filled to the end of the span it names."""
-    return _time(value, upper)
-
-
 def date_range(column: str, value: str) -> Condition | None:
     """DA: single value or range (either end open), C.2.2.2.5."""
-    return _range(column, value, _date, _date)
+    return _range(column, value, date_value, date_value)
 
 
 def time_range(column: str, value: str) -> Condition | None:
     """TM: single value or range; a partial upper bound covers its span."""
-    return _range(column, value, lambda v: _time(v, False), lambda v: _time(v, True))
+    return _range(column, value, lambda v: time_value(v, False), lambda v: time_value(v, True))
 
 
 def _range(column: str, value: str, low: Any, high: Any) -> Condition | None:
@@ -163,7 +155,7 @@ def _range(column: str, value: str, low: Any, high: Any) -> Condition | None:
     if "-" not in value:
         if has_wildcard(value):
             return single_or_wildcard(column, value)
-        if low is _date:
+        if low is date_value:
             return Condition(f"{column} = {_MARK}", [low(value)])
         # A time without a range matches the whole span it names.
         return Condition(f"({column} >= {_MARK} AND {column} <= {_MARK})", [low(value), high(value)])
