@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import apsw
 
@@ -150,3 +151,31 @@ def _problem(exc: Exception) -> str:
     if isinstance(exc, apsw.NotADBError | apsw.CorruptError) or "not a database" in str(exc):
         return "not an SQLite index (corrupt, or another kind of file)"
     return f"cannot open the index: {exc}"
+
+
+# A read: a context manager lending one of an index's pooled connections.
+Reading = Callable[[], AbstractContextManager[apsw.Connection]]
+PAGE_ROWS = 256  # matches read per short read of the index
+T = TypeVar("T")
+
+
+def paged(
+    reading: Reading,
+    page: Callable[[int, int], tuple[str, Sequence[Any]]],
+    convert: Callable[[apsw.Connection, Any], T],
+    page_rows: int = PAGE_ROWS,
+) -> Iterator[T]:
+    """The rows of a query read in pages by row id (the first column), each
+    page in a short read of its own and converted inside it: no read is held
+    open while results are handed on, so a client that stops reading pins no
+    WAL snapshot, and a cancel stops between pages. *page(after, rows)* is
+    the SQL and parameters of the next *rows* rows with an id above *after*."""
+    after = 0  # row ids are positive
+    while True:
+        with reading() as conn:
+            rows = conn.execute(*page(after, page_rows)).fetchall()
+            converted = [convert(conn, row) for row in rows]
+        yield from converted
+        if len(rows) < page_rows:
+            return
+        after = cast(int, rows[-1][0])

@@ -16,8 +16,7 @@ C.4.1.1.3.1) and take no part in matching; group lengths are ignored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +44,11 @@ from pacsd.domain.query import (
 )
 from pacsd.index import matching
 from pacsd.index.attributes import ATTRIBUTES, REQUEST_ITEM_COLUMNS, Attribute, Kind
+from pacsd.index.db import PAGE_ROWS, Reading, paged
 from pacsd.index.dialect import SQLITE
 from pacsd.index.matching import Condition
 
 DEFAULT_MAX_VALUES = Limits().max_query_values
-PAGE_ROWS = 256  # C-FIND matches read per short read of the index
 
 FROM = {
     Level.PATIENT: "patient p",
@@ -65,7 +64,6 @@ NOT_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle"}
 _P = SQLITE.param
 
 # A short read of the index: a pooled connection, given back on exit.
-Reading = Callable[[], AbstractContextManager[apsw.Connection]]
 
 
 def _value_count(value: Any) -> int:
@@ -227,15 +225,7 @@ def find(
     require_unique_keys(identifier, level, model)
     check_list_lengths(identifier, max_values)
     plan = _plan(identifier, level, [])
-    after = 0  # row ids are positive
-    while True:
-        with reading() as conn:
-            rows = list(conn.execute(*plan.page(after, page_rows)))
-            responses = [_response(conn, plan, row) for row in rows]
-        yield from responses
-        if len(rows) < page_rows:
-            return
-        after = rows[-1][0]
+    return paged(reading, plan.page, lambda conn, row: _response(conn, plan, row), page_rows)
 
 
 def _response(conn: apsw.Connection, plan: _Plan, row: Any) -> Dataset:

@@ -21,6 +21,7 @@ from pacsd.domain.errors import IdentityConflict, InvalidQuery, WorklistConflict
 from pacsd.domain.query import text_value
 from pacsd.domain.worklist import DONE, NOT_STARTED, SPS, WorklistEntry, WorklistItem, stored_json
 from pacsd.index import identity, matching
+from pacsd.index.db import Reading, paged
 from pacsd.index.dialect import SQLITE
 from pacsd.index.matching import Condition, fold_pn
 
@@ -47,8 +48,7 @@ SET_STATUS = (
 )
 ONE = f"SELECT dataset FROM worklist_item WHERE study_uid = {_P} AND sps_id = {_P}"
 MATCHES = "SELECT w.id, w.dataset FROM worklist_item w JOIN patient p ON p.id = w.patient_pk WHERE {where}"
-PAGE = " AND w.id > ? ORDER BY w.id LIMIT ?"
-PAGE_ROWS = 256
+PAGE = f" AND w.id > {_P} ORDER BY w.id LIMIT {_P}"
 
 
 def start_at(date: str, time: str) -> str:
@@ -200,15 +200,7 @@ def _combined(value: str) -> Condition:
     return matching.both(parts) if parts else Condition("1")
 
 
-def matches(conn_for: Any, where: Condition, page_rows: int = PAGE_ROWS) -> Iterator[Dataset]:
-    """The stored items matching *where*, a page per short read (none is
-    held open while they are handed on)."""
+def matches(reading: Reading, where: Condition) -> Iterator[Dataset]:
+    """The stored items matching *where*, a page per short read."""
     sql = MATCHES.format(where=where.sql) + PAGE
-    after = 0
-    while True:
-        with conn_for() as conn:
-            rows = conn.execute(sql, (*where.params, after, page_rows)).fetchall()
-        yield from (_decode(text) for _, text in rows)
-        if len(rows) < page_rows:
-            return
-        after = rows[-1][0]
+    return paged(reading, lambda after, rows: (sql, (*where.params, after, rows)), lambda _, row: _decode(row[1]))
