@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 
+from pacsd.domain.worklist import SPS
 from pacsd.web.statuses import BAD_REQUEST, HttpError
 
-SPS = "ScheduledProcedureStepSequence"
 # The Scheduled Procedure Step module's attributes (PS3.4 K.6.1.2.2): a
 # plain ``Modality=MR`` goes into the sequence item.
 SPS_KEYWORDS = frozenset(
