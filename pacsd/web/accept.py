@@ -21,9 +21,10 @@ picks one against the request's Accept header:
 Malformed list elements (``text/``, ``a/b;q=2``, an unterminated quoted
 string) are ignored, as browsers and servers commonly do: a header made
 only of them accepts nothing (406), and a missing or blank header means
-``*/*``. Two lenient readings follow clients seen in the wild: a bare
-``*`` is ``*/*`` and a q without its leading zero (``q=.2``) is read
-(Java's ``HttpURLConnection`` sends ``*; q=.2, */*; q=.2``).
+``*/*``. Three lenient readings follow clients seen in the wild: an
+unquoted parameter value may hold "/" (``type=application/dicom``, as
+older OHIF sends it), a bare ``*`` is ``*/*`` and a q without its leading
+zero (``q=.2``) is read (Java's ``HttpURLConnection`` sends ``*; q=.2``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ TRANSFER_SYNTAX = "transfer-syntax"
 CASELESS_PARAMS = frozenset(("type", "charset"))
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Unquoted values are read up to the next separator, not only as tokens:
+# older OHIF sends type=application/octet-stream without the quotes "/" needs.
+_BARE_VALUE = re.compile(r'[^;,\s"]+')
 _QVALUE = re.compile(r"(?:0?\.[0-9]{1,3}|[01](?:\.[0-9]{0,3})?)")
 
 
@@ -216,7 +220,10 @@ def _media_type(text: str, at: int, allow_wildcards: bool) -> tuple[MediaType, i
         if at < n and text[at] == '"':
             value, at = _quoted(text, at)
         else:
-            value, at = _token(text, at, f"value of {name!r}")
+            match = _BARE_VALUE.match(text, at)
+            if match is None:
+                raise MalformedMediaType(f"parameter {name!r} has no value in {text!r}")
+            value, at = match.group(), match.end()
         params.append((name, _normal(name, value)))
     return MediaType(type_.lower(), subtype.lower(), tuple(params)), _skip_ows(text, at)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum, auto
 from pathlib import Path
@@ -268,6 +268,12 @@ class Reader:
         """The offset of the empty line (its CRLF) that ends the header block
         opening at *at*, or None when more bytes are needed."""
         buffer, delimiter = self._buffer, self._delimiter
+        dash_boundary = delimiter[2:]
+        head = buffer[at : at + len(dash_boundary)]
+        if dash_boundary.startswith(head):  # a delimiter line where the headers belong?
+            if len(head) == len(dash_boundary):
+                raise MalformedMultipart(f"part {self._parts} has no header/body separator (empty line)")
+            return None
         if buffer.startswith(CRLF, at):  # no headers at all
             sep = at
         else:
@@ -338,7 +344,7 @@ async def read_parts(
     spool_dir: Path | None = None,
     memory_limit: int = MEMORY_LIMIT,
     header_limit: int = HEADER_LIMIT,
-) -> AsyncIterator[Part]:
+) -> AsyncGenerator[Part, None]:
     """The parts of a streamed multipart/related body, each complete when
     yielded; raises :class:`MalformedMultipart`. Parts completed but not
     yet taken are closed if the caller stops early or the body fails."""
