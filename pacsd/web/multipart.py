@@ -14,14 +14,16 @@ The work is linear in the body: each byte is searched once, plus the
 delimiter's length of overlap between chunks, and consumed bytes are
 dropped only once per chunk. Part headers are capped (``header_limit``).
 
-Tolerated: a preamble and/or a leading CRLF before the first delimiter,
-spaces or tabs after a delimiter, an epilogue after the close delimiter,
-parts without headers or without a Content-Type (theirs is the body's
-``type`` parameter, else ``text/plain`` as RFC 2046 5.1 says), header
-names in any case. Lines end in CRLF. Anything else raises
+Tolerated: a preamble (up to 64 KiB) and/or a leading CRLF before the
+first delimiter, spaces or tabs after a delimiter, an epilogue after the
+close delimiter, parts without headers or without a Content-Type (theirs
+is the body's ``type`` parameter, else ``text/plain`` as RFC 2046 5.1
+says), header names in any case. Lines end in CRLF. Anything else raises
 :class:`MalformedMultipart` as soon as it is seen, naming the problem and
-the part (counted from 1); a body that ends before the close delimiter
-raises rather than yielding its last part.
+the part (counted from 1). A part is handed over only once the delimiter
+after it has arrived; a body that ends before the close delimiter raises
+(in :meth:`Reader.finish`), so a caller that must store all or nothing
+keeps the parts until the reader has finished.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pacsd.web.accept import MalformedMediaType, MediaType, parse_media_type
 
 MEMORY_LIMIT = 1 << 20
 HEADER_LIMIT = 16 << 10
+PREAMBLE_LIMIT = 64 << 10  # a real preamble is a line or two; past this the boundary is wrong
 CRLF = b"\r\n"
 # RFC 2046 5.1.1 bchars: 1 to 70 of them, not ending in a space.
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
@@ -135,6 +138,7 @@ class Reader:
     _state: _State = field(init=False, default=_State.PREAMBLE)
     _searched: int = field(init=False, default=0)  # buffer offset before which nothing is left to find
     _parts: int = field(init=False, default=0)
+    _dropped: int = field(init=False, default=0)  # bytes consumed and dropped from the buffer
     _current: Part | None = field(init=False, default=None)
     _failed: bool = field(init=False, default=False)
 
@@ -160,6 +164,7 @@ class Reader:
             self.abort()
             raise
         del self._buffer[:at]
+        self._dropped += at
         self._searched = max(0, self._searched - at)
         return done
 
@@ -193,6 +198,11 @@ class Reader:
             if self._state is _State.PREAMBLE:
                 found = self._find(self._delimiter, at)
                 if found < 0:
+                    if self._dropped + len(buffer) > PREAMBLE_LIMIT:
+                        limit = f"{PREAMBLE_LIMIT // 1024} KiB"
+                        raise MalformedMultipart(
+                            f"no delimiter --{self.related.boundary} in the first {limit}: no parts"
+                        )
                     return done, self._keep(len(self._delimiter) - 1)
                 at = found + len(self._delimiter)
                 self._state = _State.AFTER_DELIMITER

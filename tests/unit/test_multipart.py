@@ -198,6 +198,16 @@ def test_no_parts() -> None:
         parse(b"--" + BOUNDARY.encode() + b"--\r\n", [])
 
 
+def test_a_body_without_the_delimiter_is_refused_early() -> None:
+    reader = Reader(parse_related(CONTENT_TYPE))
+    fed = 0
+    with pytest.raises(MalformedMultipart, match="no delimiter --b0und4ry-2f1e in the first 64 KiB: no parts"):
+        while fed < 1 << 20:  # e.g. a bare DICOM file under a multipart Content-Type
+            reader.feed(b"DICM" * 256)
+            fed += 1024
+    assert fed <= 64 * 1024
+
+
 def test_part_without_header_body_separator() -> None:
     d = b"--" + BOUNDARY.encode()
     good = d + b"\r\nContent-Type: application/dicom\r\n\r\nDICM\r\n"
