@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 
 from pacsd.domain.header import Header
 from pacsd.domain.outcomes import Change, FetchRecord, Linked, Shortfall, StoredInstance
-from pacsd.domain.query import InformationModel
+from pacsd.domain.query import C_FIND, InformationModel, SearchOptions
 from pacsd.domain.received import Received
 from pacsd.domain.worklist import WorklistEntry, WorklistItem
 
@@ -113,7 +113,9 @@ class Index(Protocol):
         *work* did outside the index, such as a placed file)."""
         ...
 
-    def matches(self, identifier: Dataset, model: InformationModel, max_values: int) -> Iterator[Dataset]:
+    def matches(
+        self, identifier: Dataset, model: InformationModel, max_values: int, options: SearchOptions = C_FIND
+    ) -> Iterator[Dataset]:
         """One dataset per match of a C-FIND identifier, with its requested
         keys filled (QueryRetrieveLevel included); no read is held open
         between yields."""

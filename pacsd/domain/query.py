@@ -4,6 +4,7 @@ needs. (Which attributes can be matched, and how, is the index's.)"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Any
 
@@ -41,6 +42,27 @@ MODEL_LEVELS = {
     InformationModel.PATIENT_ROOT: (Level.PATIENT, Level.STUDY, Level.SERIES, Level.IMAGE),
     InformationModel.STUDY_ROOT: (Level.STUDY, Level.SERIES, Level.IMAGE),
 }
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How a query is matched beyond C-FIND's rules (DICOMweb asks for these;
+    every flag defaults off, which is C-FIND)."""
+
+    # PN keys: each word of the value matches a prefix of any name component,
+    # case-insensitive ("jo" finds "Doe^John"); a value with wildcards is
+    # matched as usual.
+    fuzzy_names: bool = False
+    # The unique keys of the levels above are not required (QIDO-RS /series,
+    # /instances search the whole archive).
+    relational: bool = False
+    # A key the index cannot match at the level is InvalidQuery rather than
+    # ignored, and a return key it cannot answer is left out of the
+    # responses rather than returned empty.
+    strict: bool = False
+
+
+C_FIND = SearchOptions()
 
 
 class QueryOverBudget(InvalidQuery, BudgetExceeded):

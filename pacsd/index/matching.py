@@ -189,6 +189,24 @@ def _universal_group(group: str) -> bool:
     return all(component.strip(" *") == "" for component in group.split("^"))
 
 
+def person_name_prefixes(columns: tuple[str, ...], value: str) -> Condition | None:
+    """PN fuzzy matching (PS3.18 ``fuzzymatching=true``): every word of
+    *value* (split at '^', '=' and spaces) is the start of a word of some
+    component, in any group, case-insensitive: "jo" and "doe jo" both find
+    "Doe^John". A value with wildcards is matched as :func:`person_name`."""
+    if has_wildcard(value):
+        return person_name(columns, value)
+    words = [w for w in re.split(r"[\^= ]+", unicodedata.normalize("NFC", value).casefold()) if w]
+    if not words:
+        return None
+    conditions = []
+    for word in words:
+        # At the start of the value, of a component, or of a word in one.
+        patterns = [glob_pattern(word) + "*", "*^" + glob_pattern(word) + "*", "* " + glob_pattern(word) + "*"]
+        conditions.append(both([any_glob(column, patterns) for column in columns], " OR "))
+    return both(conditions)
+
+
 def person_name(columns: tuple[str, ...], value: str) -> Condition | None:
     """PN: single value or wildcard, case-insensitive.
 

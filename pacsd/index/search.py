@@ -32,11 +32,13 @@ from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import StoredInstance
 from pacsd.domain.query import (
+    C_FIND,
     MODEL_LEVELS,
     UNIQUE_KEYS,
     InformationModel,
     Level,
     QueryOverBudget,
+    SearchOptions,
     has_wildcard,
     query_level,
     require_unique_keys,
@@ -90,9 +92,11 @@ def check_list_lengths(identifier: Dataset, max_values: int) -> None:
                 )
 
 
-def condition(attribute: Attribute, value: str) -> Condition | None:
+def condition(attribute: Attribute, value: str, fuzzy_names: bool = False) -> Condition | None:
     """The matching condition for one key, by its kind."""
     kind = attribute.kind
+    if kind is Kind.PN and fuzzy_names:
+        return matching.person_name_prefixes(attribute.match_columns, value)
     if kind is Kind.UID:
         return matching.uid_list(attribute.sql, value)
     if kind is Kind.TEXT:
@@ -162,7 +166,7 @@ def _is_group_length(elem: DataElement) -> bool:
     return bool(elem.tag.element == 0)
 
 
-def _plan(identifier: Dataset, level: Level, select: list[str]) -> _Plan:
+def _plan(identifier: Dataset, level: Level, select: list[str], options: SearchOptions = C_FIND) -> _Plan:
     columns = [ROW_ID[level], *select]
     conditions: list[Condition] = []
     returned: list[Returned] = []
@@ -173,14 +177,22 @@ def _plan(identifier: Dataset, level: Level, select: list[str]) -> _Plan:
             continue  # group lengths (older SCUs send them) are not keys
         attribute = ATTRIBUTES.get(keyword)
         if attribute is None or attribute.level > level:
-            returned.append((elem, None, None))  # returned empty
-            continue
+            if not options.strict:
+                returned.append((elem, None, None))  # returned empty
+            elif elem.VR != "SQ" and text_value(elem.value).strip(" *"):
+                name = keyword or f"({elem.tag.group:04X},{elem.tag.element:04X})"
+                scope = "at all" if attribute is None else f"at the {level.name} level"
+                raise InvalidQuery(f"{name} cannot be matched {scope}")
+            continue  # strict: a key the index does not hold is left out
         if attribute.kind is Kind.SEQUENCE:
             c, request_keys = _request_condition(elem.value or Sequence())
             request_series = len(columns)
             columns.append("se.id")
         else:
-            c = condition(attribute, text_value(elem.value))
+            try:
+                c = condition(attribute, text_value(elem.value), options.fuzzy_names)
+            except InvalidQuery as exc:
+                raise InvalidQuery(f"{keyword}: {exc}") from None
             returned.append((elem, attribute, len(columns)))
             columns.append(attribute.sql)
         if c is not None:
@@ -217,14 +229,16 @@ def find(
     model: InformationModel,
     max_values: int = DEFAULT_MAX_VALUES,
     page_rows: int = PAGE_ROWS,
+    options: SearchOptions = C_FIND,
 ) -> Iterator[Dataset]:
     """Yield one response identifier per match of *identifier*; reads the
     index a page at a time, each in a read of its own from *reading* (no
     read is open while it yields)."""
     level = query_level(identifier, model)
-    require_unique_keys(identifier, level, model)
+    if not options.relational:
+        require_unique_keys(identifier, level, model)
     check_list_lengths(identifier, max_values)
-    plan = _plan(identifier, level, [])
+    plan = _plan(identifier, level, [], options)
     return paged(reading, plan.page, lambda conn, row: _response(conn, plan, row), page_rows)
 
 

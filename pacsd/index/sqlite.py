@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 
 from pacsd.domain.errors import StorageFailure
 from pacsd.domain.outcomes import Change, StoredInstance
-from pacsd.domain.query import InformationModel
+from pacsd.domain.query import C_FIND, InformationModel, SearchOptions
 from pacsd.index import fetches, search, worklist, writeahead
 from pacsd.index.db import open_index
 from pacsd.index.dialect import SQLITE
@@ -75,8 +75,10 @@ class SqliteIndex:
             raise StorageFailure("index write refused: the index is closing") from None
         return value
 
-    def matches(self, identifier: Dataset, model: InformationModel, max_values: int) -> Iterator[Dataset]:
-        return search.find(self._db.reading, identifier, model, max_values)
+    def matches(
+        self, identifier: Dataset, model: InformationModel, max_values: int, options: SearchOptions = C_FIND
+    ) -> Iterator[Dataset]:
+        return search.find(self._db.reading, identifier, model, max_values, options=options)
 
     def instances(self, identifier: Dataset, model: InformationModel, max_values: int) -> list[StoredInstance]:
         with self._db.reading() as conn:

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from pacsd.domain import charset
 from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import Change, FetchRecord, Outcome, Result, RetrievePlan, StoredInstance
-from pacsd.domain.query import UNIQUE_KEYS, InformationModel, query_level, text_value
+from pacsd.domain.query import C_FIND, UNIQUE_KEYS, InformationModel, SearchOptions, query_level, text_value
 from pacsd.domain.received import Received
 from pacsd.domain.worklist import WorklistEntry
 from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch, no_watch
@@ -93,14 +93,29 @@ class Archive:
 
     # -- queries ---------------------------------------------------------------
 
-    def find(self, identifier: Dataset, model: InformationModel, watch: Watch, log_fields: LogFields) -> Matches:
+    def find(
+        self,
+        identifier: Dataset,
+        model: InformationModel,
+        watch: Watch,
+        log_fields: LogFields,
+        options: SearchOptions = C_FIND,
+    ) -> Matches:
         """The matches of a C-FIND identifier (InvalidQuery if it cannot be
-        answered as asked; *watch* raises Cancelled between matches)."""
+        answered as asked; *watch* raises Cancelled between matches).
+        *options* (fuzzy names, relational, strict) apply to the local
+        index; the caching proxy's upstreams are asked the identifier as is."""
         problems: list[str] = []
-        return Matches(self._matches(identifier, model, watch, problems, log_fields), problems)
+        return Matches(self._matches(identifier, model, watch, problems, log_fields, options), problems)
 
     def _matches(
-        self, identifier: Dataset, model: InformationModel, watch: Watch, problems: list[str], log_fields: LogFields
+        self,
+        identifier: Dataset,
+        model: InformationModel,
+        watch: Watch,
+        problems: list[str],
+        log_fields: LogFields,
+        options: SearchOptions,
     ) -> Iterator[Dataset]:
         unique = UNIQUE_KEYS[query_level(identifier, model)]
         if self.source is not None and unique not in identifier:
@@ -109,7 +124,7 @@ class Archive:
         seen: set[str] = set()
         # The index holds no read while a match is handed on: a client that
         # stops reading does not pin the index's WAL.
-        for match in self.index.matches(identifier, model, self.limits.max_query_values):
+        for match in self.index.matches(identifier, model, self.limits.max_query_values, options):
             watch()
             seen.add(text_value(match.get(unique)))
             match.RetrieveAETitle = self.ae_title

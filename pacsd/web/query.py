@@ -8,16 +8,22 @@ an attribute inside a sequence by ``Sequence.Attribute``
 The Scheduled Procedure Step's own attributes may also be named plainly
 (``Modality=MR``), as a RIS thinks of them. A UI value may list UIDs
 separated by commas.
+
+:func:`qido` reads the parameters of a QIDO-RS search (PS3.18 10.6.1.2)
+the same way, without sequences: matching keys, ``includefield``,
+``fuzzymatching``, ``limit`` and ``offset``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 
+from pacsd.domain import uid
 from pacsd.domain.worklist import SPS
 from pacsd.web.statuses import BAD_REQUEST, HttpError
 
@@ -138,7 +144,7 @@ def _return_keys(ds: Dataset, keywords: tuple[str, ...]) -> None:
             ds.add_new(keyword, dictionary_VR(keyword), None)
 
 
-def _attribute(param: str, name: str) -> tuple[int, str]:
+def _attribute(param: str, name: str, controls: str = "includedone/limit/offset") -> tuple[int, str]:
     """(tag, keyword) of a keyword or an 8-digit tag."""
     if len(name) == 8 and all(c in "0123456789abcdefABCDEF" for c in name):
         tag = int(name, 16)
@@ -148,7 +154,7 @@ def _attribute(param: str, name: str) -> tuple[int, str]:
         return tag, keyword
     found = tag_for_keyword(name)
     if found is None:
-        raise _bad(param, f"{param}: unknown parameter (not a DICOM keyword or tag, nor includedone/limit/offset)")
+        raise _bad(param, f"{param}: unknown parameter (not a DICOM keyword or tag, nor {controls})")
     return found, name
 
 
@@ -183,3 +189,69 @@ def _integer(name: str, value: str, low: int, high: int) -> int:
 
 def _bad(param: str, message: str) -> HttpError:
     return HttpError(BAD_REQUEST, message, parameter=param)
+
+
+QIDO_CONTROLS = "includefield/fuzzymatching/limit/offset"
+
+
+@dataclass
+class QidoSearch:
+    keys: Dataset = dataclasses.field(default_factory=Dataset)  # matching keys, by tag
+    fields: list[int] = dataclasses.field(default_factory=list)  # includefield tags, in order
+    include_all: bool = False  # includefield=all
+    fuzzy: bool = False
+    limit: int | None = None
+    offset: int = 0
+
+
+def qido(params: Iterable[tuple[str, str]]) -> QidoSearch:
+    """The QIDO-RS search *params* ask for; HttpError (400) naming the
+    parameter for an unknown attribute, a repeated one, a sequence, or a
+    value that cannot be one of the attribute (a UI that is not a UID list).
+    Which keys the level can match is the Archive's to say."""
+    found = QidoSearch()
+    seen: set[str] = set()
+    for name, value in params:
+        if name == "includefield":  # may repeat, and list attributes separated by commas
+            for item in (v.strip() for v in value.split(",")):
+                if item == "all":
+                    found.include_all = True
+                elif item:
+                    found.fields.append(_attribute(name, item, QIDO_CONTROLS)[0])
+            continue
+        if name in seen:
+            raise _bad(name, f"parameter {name} given twice (list UIDs in one value, separated by commas)")
+        seen.add(name)
+        if name == "fuzzymatching":
+            found.fuzzy = _boolean(name, value)
+        elif name == "limit":
+            found.limit = _integer(name, value, 1, 1 << 62)
+        elif name == "offset":
+            found.offset = _integer(name, value, 0, 1 << 62)
+        else:
+            _qido_key(found.keys, name, value)
+    return found
+
+
+def _qido_key(ds: Dataset, param: str, value: str) -> None:
+    if "." in param:
+        raise _bad(param, f"{param}: attributes inside sequences cannot be searched")
+    tag, keyword = _attribute(param, param, QIDO_CONTROLS)
+    vr = dictionary_VR(tag).split(" or ")[0]
+    if vr == "SQ":
+        raise _bad(param, f"{param}: {keyword} is a sequence, which cannot be searched")
+    if tag in ds:
+        raise _bad(param, f"{param}: {keyword} given twice")
+    if any(ord(c) < 0x20 and c != "\x1b" for c in value):
+        raise _bad(param, f"{param}: control characters in the value")
+    if vr == "UI":
+        uids = [u.strip() for u in value.replace("\\", ",").split(",") if u.strip()]
+        for one in uids:
+            if not uid.is_valid(one):
+                raise _bad(param, f"{param}: {one!r} is not a UID (a list of UIDs is separated by commas)")
+        ds.add_new(tag, vr, uids[0] if len(uids) == 1 else uids or None)
+        return
+    try:
+        ds.add_new(tag, vr, value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise _bad(param, f"{param}: {value!r} is not a {vr} value ({exc})") from None

@@ -300,3 +300,24 @@ def test_person_names_in_sqlite(table: Table) -> None:
 @pytest.mark.parametrize("value", ["", "*", "^", "*^*", "^^^", "=", "*=*=*", " * "])
 def test_universal_person_names(value: str) -> None:
     assert matching.person_name(PN_COLUMNS, value) is None
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ("jo", ["Doe^John", "Jones^Ann"]),  # a prefix of any component, case-insensitive
+        ("JOHN", ["Doe^John"]),
+        ("berg", ["van der Berg^Piet"]),  # a word inside a component
+        ("doe jo", ["Doe^John"]),  # every word must find a component
+        ("doe^ann", []),
+        ("ohn", []),  # not a prefix
+        ("yamada", ["Yamada^Tarou=山田^太郎"]),  # any component group
+        ("山", ["Yamada^Tarou=山田^太郎"]),
+        ("Jo*", ["Jones^Ann"]),  # wildcards: matched as without fuzzy matching
+        ("*", None),
+    ],
+)
+def test_fuzzy_person_names(table: Table, query: str, found: list[str] | None) -> None:
+    names = ["Doe^John", "Jones^Ann", "van der Berg^Piet", "Yamada^Tarou=山田^太郎"]
+    condition = matching.person_name_prefixes(PN_COLUMNS, query)
+    assert table.names(names, condition) == (names if found is None else found)
