@@ -189,6 +189,8 @@ def _plan(identifier: Dataset, level: Level, select: list[str], options: SearchO
             request_series = len(columns)
             columns.append("se.id")
         else:
+            if options.strict and attribute.kind is Kind.COUNT and text_value(elem.value).strip(" *"):
+                raise InvalidQuery(f"{keyword} is computed: it is returned, and cannot be matched")
             try:
                 c = condition(attribute, text_value(elem.value), options.fuzzy_names)
             except InvalidQuery as exc:
