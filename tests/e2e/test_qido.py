@@ -315,4 +315,3 @@ def test_requests_logged(archive: Archive, web: httpx.Client) -> None:
     web.get("/studies", params={"PatientID": "QA1"})
     logged = [e for e in archive.server.events("http_request") if e["path"] == "/dicomweb/studies"]
     assert logged and {e["status"] for e in logged} >= {200}
-
