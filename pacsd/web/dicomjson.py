@@ -15,6 +15,7 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from pacsd.web.statuses import BAD_REQUEST, HttpError
 
@@ -129,3 +130,50 @@ def _kind(value: Any) -> str:
     if value is None:
         return "null"
     return "number"
+
+
+# -- answers: datasets written as DICOM JSON ----------------------------------
+
+_INTEGER_VRS = frozenset("IS SL SS UL US SV UV".split())
+_FLOAT_VRS = frozenset("DS FL FD".split())
+_PN_KEYS = ("Alphabetic", "Ideographic", "Phonetic")
+
+
+def to_json(ds: Dataset) -> dict[str, Any]:
+    """*ds* as PS3.18 F DICOM JSON: numbers for IS/DS/US/..., person names
+    as Alphabetic/Ideographic/Phonetic objects, an empty value as the VR
+    alone. Written here for the VRs an index answer holds (several times
+    faster than ``Dataset.to_json_dict``, which a 1000-match answer
+    notices); any other VR (binary) goes to pydicom."""
+    obj: dict[str, Any] = {}
+    for elem in ds:
+        vr, value = elem.VR, elem.value
+        key = f"{elem.tag:08X}"
+        if vr == "SQ":
+            obj[key] = {"vr": vr, "Value": [to_json(item) for item in value]} if value else {"vr": vr}
+            continue
+        if vr in BINARY_VRS:
+            obj[key] = elem.to_json_dict(None, 0)
+            continue
+        values = (
+            []
+            if value is None or value == ""
+            else list(value)
+            if isinstance(value, list | tuple | MultiValue)
+            else [value]
+        )
+        if not values:
+            obj[key] = {"vr": vr}
+        elif vr == "PN":
+            obj[key] = {"vr": vr, "Value": [_person_name(str(v)) for v in values]}
+        elif vr in _INTEGER_VRS:
+            obj[key] = {"vr": vr, "Value": [None if v == "" else int(v) for v in values]}
+        elif vr in _FLOAT_VRS:
+            obj[key] = {"vr": vr, "Value": [None if v == "" else float(v) for v in values]}
+        else:
+            obj[key] = {"vr": vr, "Value": [str(v) for v in values]}
+    return obj
+
+
+def _person_name(value: str) -> dict[str, str]:
+    return {name: group for name, group in zip(_PN_KEYS, value.split("=")[:3], strict=False) if group}

@@ -31,7 +31,7 @@ from pacsd.domain import uid
 from pacsd.domain.query import UNIQUE_KEYS, InformationModel, Level, SearchOptions, text_value
 from pacsd.ports import no_watch
 from pacsd.services.archive import Archive
-from pacsd.web import accept, query, urls
+from pacsd.web import accept, dicomjson, query, urls
 from pacsd.web.statuses import BAD_REQUEST, NOT_ACCEPTABLE, HttpError
 
 ROOT = "/dicomweb"
@@ -198,21 +198,9 @@ def _json(match: Dataset, level: Level, base: str) -> dict[str, Any]:
     if level >= Level.IMAGE:
         url += f"/instances/{text_value(match.get('SOPInstanceUID'))}"
     match.add_new(RETRIEVE_URL, "UR", url)
-    obj: dict[str, Any] = match.to_json_dict()
+    obj = dicomjson.to_json(match)
     if "00080005" in obj:  # the JSON text is UTF-8, whatever the match was
         obj["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
-    return _no_empty_values(obj)
-
-
-def _no_empty_values(obj: dict[str, Any]) -> dict[str, Any]:
-    """PS3.18 F.2.5: an attribute without a value has no "Value" at all."""
-    for element in obj.values():
-        values = element.get("Value")
-        if values == []:
-            del element["Value"]
-        elif element.get("vr") == "SQ" and values:
-            for item in values:
-                _no_empty_values(item)
     return obj
 
 

@@ -4,8 +4,9 @@ hand out behind proxies: pure functions, no server."""
 from __future__ import annotations
 
 import pytest
+from pydicom.dataset import Dataset
 
-from pacsd.web import query, urls
+from pacsd.web import dicomjson, query, urls
 from pacsd.web.statuses import HttpError
 
 
@@ -86,3 +87,29 @@ def test_bad_parameters_are_named(params: list[tuple[str, str]], parameter: str,
 )
 def test_base_url(headers: dict[str, str], expected: str) -> None:
     assert urls.base_url(headers, "http", "10.0.0.5:8042") == expected
+
+
+def test_dicom_json_answers_as_pydicom_writes_them() -> None:
+    """The answer encoder agrees with pydicom's, but leaves empty sequences
+    without "Value" (PS3.18 F.2.5)."""
+    ds = Dataset()
+    ds.PatientName = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    ds.ReferringPhysicianName = None
+    ds.ModalitiesInStudy = ["CT", "MR"]
+    ds.NumberOfStudyRelatedSeries = 3
+    ds.SeriesNumber = "4"
+    ds.add_new(0x00181050, "DS", ["1.5", "2"])
+    ds.add_new(0x00280010, "US", 512)
+    ds.StudyDate = ""
+    ds.StudyInstanceUID = "1.2.3"
+    item = Dataset()
+    item.AccessionNumber = "A1"
+    ds.RequestAttributesSequence = [item]
+    ds.add_new(0x00081190, "UR", "http://x/dicomweb/studies/1.2.3")
+    assert dicomjson.to_json(ds) == ds.to_json_dict()
+    assert dicomjson.to_json(ds)["00100010"]["Value"] == [
+        {"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}
+    ]
+    ds.RequestAttributesSequence = []
+    assert dicomjson.to_json(ds)["00400275"] == {"vr": "SQ"}
+    assert ds.to_json_dict()["00400275"] == {"vr": "SQ", "Value": []}
