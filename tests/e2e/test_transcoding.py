@@ -140,8 +140,8 @@ def study_keys(study: str) -> Dataset:
     return keys
 
 
-def c_get(server: Server, study: str, sop_classes: set[str], syntax: str) -> Outcome:
-    """A C-GET of *study* by a client proposing only *syntax* for *sop_classes* (SCP role)."""
+def c_get(server: Server, study: str, sop_classes: set[str], *syntaxes: str) -> Outcome:
+    """A C-GET of *study* by a client proposing only *syntaxes* (one context) for *sop_classes* (SCP role)."""
     received: dict[str, Dataset] = {}
 
     def on_store(event: Any) -> int:
@@ -153,7 +153,7 @@ def c_get(server: Server, study: str, sop_classes: set[str], syntax: str) -> Out
     ae = AE(ae_title="GETONLY")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     for sop_class in sorted(sop_classes):
-        ae.add_requested_context(sop_class, [syntax])
+        ae.add_requested_context(sop_class, list(syntaxes))
     roles = [build_role(sop_class, scp_role=True) for sop_class in sorted(sop_classes)]
     assoc = ae.associate("127.0.0.1", server.port, ae_title=server.ae_title, ext_neg=roles,
                          evt_handlers=[(evt.EVT_C_STORE, on_store)])  # fmt: skip
@@ -238,6 +238,13 @@ def test_c_move_decodes_each_codec_for_a_default_storescp(setup: Setup, name: st
     assert set(files) == {original.sop}
     # storescp's default preference among the uncompressed syntaxes pacsd proposes.
     assert_decodes_as_original(files[original.sop], original, ExplicitVRLittleEndian)
+
+
+def test_c_get_takes_the_requesters_first_syntax_of_a_context(setup: Setup) -> None:
+    original = setup.originals["MR_small_RLE.dcm"]
+    got = c_get(setup.server, original.study, {original.sop_class}, JPEG2000Lossless, ExplicitVRLittleEndian)
+    assert (got.status, got.completed) == (0x0000, 1), got.comment
+    assert_decodes_as_original(got.received[original.sop], original, JPEG2000Lossless)
 
 
 # -- 2. the reverse: an uncompressed CT to compressed-only clients ------------
