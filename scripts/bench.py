@@ -133,12 +133,13 @@ PEERS: dict[str, Callable[..., AbstractContextManager[Peer]]] = {
 }
 
 
-def ingest(peer: Peer, parts: list[Path]) -> float:
-    """Seconds to store every file of *parts*, one storescu per part at once."""
+def ingest(peer: Peer, parts: list[Path], *options: str) -> float:
+    """Seconds to store every file of *parts*, one storescu per part at once
+    (with storescu's *options*: the syntaxes it proposes, say)."""
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
-            [peers.dcmtk("storescu"), "+sd", "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(part)],
+            [peers.dcmtk("storescu"), "+sd", *options, "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(part)],
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -216,8 +217,10 @@ def move_rate(peer: Peer, study_uid: str, received: Path, expected: int) -> floa
     cmd = [peers.dcmtk("movescu"), "-S", "-aec", peer.ae_title, "-aem", "DEST", "-k", "QueryRetrieveLevel=STUDY",
            "-k", f"StudyInstanceUID={study_uid}", "127.0.0.1", str(peer.port)]  # fmt: skip
     start = time.perf_counter()
-    subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"C-MOVE from {peer.name} failed ({done.returncode}): {done.stderr[-1500:]}")
     got = len(list(received.iterdir()))
     if got != expected:
         raise RuntimeError(f"C-MOVE from {peer.name}: destination received {got} of {expected}")
@@ -487,9 +490,12 @@ def uncompressed_check(pixels: bytes) -> Callable[[str, Path], None]:
     return check
 
 
-def serving(stack: ExitStack, root: Path, archives: list[str], files: Path) -> list[tuple[Peer, Path]]:
-    """Each of *archives* up (until *stack* closes) holding *files*, with a
-    DEST storescp of its own: the archive and the directory DEST writes to."""
+def serving(
+    stack: ExitStack, root: Path, archives: list[str], files: Path, *options: str
+) -> list[tuple[Peer, Path]]:
+    """Each of *archives* up (until *stack* closes) holding *files* (sent
+    by storescu with *options*), with a DEST storescp of its own: the
+    archive and the directory DEST writes to."""
     running = []
     for name in archives:
         work = Path(tempfile.mkdtemp(dir=root))
@@ -499,7 +505,7 @@ def serving(stack: ExitStack, root: Path, archives: list[str], files: Path) -> l
         stack.callback(shutil.rmtree, received, ignore_errors=True)
         dest = stack.enter_context(storescp(work, ae_title="DEST", out=received))
         peer = stack.enter_context(PEERS[name](work, ("DEST", dest.port)))
-        ingest(peer, [files])
+        ingest(peer, [files], *options)
         running.append((peer, received))
     return running
 
@@ -581,7 +587,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             if archives and jls:
                 folder, study_uid, pixels = jls
                 with ExitStack() as stack:
-                    running = serving(stack, root, archives, folder)
+                    running = serving(stack, root, archives, folder, "-xt")  # sent as JPEG-LS
                     check = uncompressed_check(pixels)
                     for name, rate in move_rates(running, study_uid, args.jls, args.jls_moves, check).items():
                         sample(name, f"C-MOVE {args.jls} JPEG-LS to uncompressed", "inst/s", rate)
