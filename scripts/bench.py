@@ -490,9 +490,7 @@ def uncompressed_check(pixels: bytes) -> Callable[[str, Path], None]:
     return check
 
 
-def serving(
-    stack: ExitStack, root: Path, archives: list[str], files: Path, *options: str
-) -> list[tuple[Peer, Path]]:
+def serving(stack: ExitStack, root: Path, archives: list[str], files: Path, *options: str) -> list[tuple[Peer, Path]]:
     """Each of *archives* up (until *stack* closes) holding *files* (sent
     by storescu with *options*), with a DEST storescp of its own: the
     archive and the directory DEST writes to."""
