@@ -21,6 +21,7 @@ from pacsd.config import Settings
 from pacsd.dimse.server import build_acceptor
 from pacsd.index.sqlite import SqliteIndex
 from pacsd.services.archive import Archive
+from pacsd.services.conversions import Conversions
 from pacsd.storage.files import Storage
 from pacsd.storage.syncer import Syncer, replay
 from pacsd.upstream.fetch import Proxy
@@ -95,6 +96,8 @@ class Node:
             source=source,
             worklist_expire_days=settings.worklist.expire_after_days,
             worklist_own_items_only=settings.worklist_own_items_only(),
+            conversions=Conversions(settings.transcode.processes),
+            allow_lossy=settings.transcode.allow_lossy,
         )
 
     def start(self) -> None:
@@ -103,6 +106,7 @@ class Node:
         self.syncer.start()
 
     def close(self) -> None:
+        self.archive.close()
         self.syncer.stop()  # its last batch needs the index
         self.index.close()
         self.storage.spares.stop()

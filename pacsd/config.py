@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,11 +109,27 @@ class WorklistSettings:
     expire_after_days: int = 0
 
 
+def default_conversion_processes() -> int:
+    """Half the CPUs, at least one: conversions never take every core from ingest."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass(frozen=True)
+class TranscodeSettings:
+    """Conversions on the way out (README "Retrieve")."""
+
+    processes: int = field(default_factory=default_conversion_processes)  # per serving process
+    # Whether a lossless original may be sent lossy (JPEG-LS near-lossless,
+    # JPEG 2000) to a recipient that accepts nothing lossless pacsd can encode.
+    allow_lossy: bool = False
+
+
 @dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     worklist: WorklistSettings = field(default_factory=WorklistSettings)
+    transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     remotes: dict[str, Remote] = field(default_factory=dict)
     virtual: VirtualSettings | None = None  # None: the caching proxy is off
     limits: Limits = field(default_factory=Limits)
@@ -219,6 +236,14 @@ def _worklist(source: str, table: dict[str, Any]) -> WorklistSettings:
     days = r.number("expire_after_days", int, 0, 0, 36_500)
     r.finish()
     return WorklistSettings(days)
+
+
+def _transcode(source: str, table: dict[str, Any]) -> TranscodeSettings:
+    r = _Reader(source, table, "transcode")
+    processes = r.number("processes", int, default_conversion_processes(), 1, 64)
+    allow_lossy = r.get("allow_lossy", bool, False)
+    r.finish()
+    return TranscodeSettings(processes, allow_lossy)
 
 
 # [limits] key -> (type, lowest, highest); defaults come from Limits.
@@ -328,13 +353,21 @@ def parse(text: str, source: str, base: Path) -> Settings:
     server = _server(source, top.get("server", dict, {}), base)
     http = _http(source, top.get("http", dict, {}), server)
     worklist = _worklist(source, top.get("worklist", dict, {}))
+    transcode = _transcode(source, top.get("transcode", dict, {}))
     remotes = _remotes(source, top.get("remotes", dict, {}))
     virtual_table = top.get("virtual", dict, None)
     virtual = _virtual(source, virtual_table, remotes) if virtual_table is not None else None
     limits = _limits(source, top.get("limits", dict, {}))
     top.finish()
     return Settings(
-        server=server, http=http, worklist=worklist, remotes=remotes, virtual=virtual, limits=limits, source=source
+        server=server,
+        http=http,
+        worklist=worklist,
+        transcode=transcode,
+        remotes=remotes,
+        virtual=virtual,
+        limits=limits,
+        source=source,
     )
 
 

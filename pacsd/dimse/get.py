@@ -6,7 +6,7 @@ from pydicom.uid import UID
 
 from pacsd import log
 from pacsd.dimse import qr
-from pacsd.dimse.suboperations import SubOperations, finish, unfetched
+from pacsd.dimse.suboperations import SubOperations, accepted, finish, unfetched
 from pacsd.domain.errors import InvalidQuery
 from pacsd.domain.outcomes import StoredInstance
 from pacsd.services.archive import Archive
@@ -33,9 +33,8 @@ def serve_get(archive: Archive, link: Link, message: Message, association: Assoc
     _log.info("get_started", model=model.value, instances=len(plan.instances), **log_fields)
     # The C-STOREs go back over this association, on the storage contexts
     # where the peer took the SCP role.
-    usable = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])): context_id
-              for context_id, cx in link.contexts.items() if cx.as_scu}  # fmt: skip
-    sendable, unsendable, note = _by_role(plan.instances, link, {sop_class for sop_class, _ in usable})
+    usable = accepted(link.contexts, peer_is_scp=True)
+    sendable, unsendable, note = _by_role(plan.instances, link, set(usable))
     if note:
         _log.warning("get_role_missing", reason=note, instances=len(unsendable), **log_fields)
     suboperations = SubOperations(link, message, command.C_GET_RSP, archive, link, usable, None, log_fields)

@@ -8,7 +8,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pacsd import log
 from pacsd.config import Remote
 from pacsd.dimse import qr
-from pacsd.dimse.suboperations import SubOperations, contexts, finish, unfetched
+from pacsd.dimse.suboperations import SubOperations, accepted, contexts, finish, unfetched
 from pacsd.domain.errors import DestinationUnreachable, InvalidQuery
 from pacsd.ports import LogFields
 from pacsd.services.archive import Archive
@@ -53,11 +53,10 @@ class Mover:
             return qr.refuse(link, message, command.C_MOVE_RSP, exc, "move_refused", log_fields)
         except DestinationUnreachable as exc:
             return qr.respond(link, message, command.C_MOVE_RSP, statuses.MOVE_DESTINATION_UNKNOWN, str(exc))
-        usable = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0])): cx_id for cx_id, cx in out.contexts.items()}
         # Sub-operations name who asked for them (PS3.7 9.3.1.1 Move Originator).
         originator = (association.calling_ae, request.us(command.MESSAGE_ID))
-        suboperations = SubOperations(link, message, command.C_MOVE_RSP, self.archive, out, usable, originator,
-                                      log_fields)  # fmt: skip
+        suboperations = SubOperations(link, message, command.C_MOVE_RSP, self.archive, out, accepted(out.contexts),
+                                      originator, log_fields)  # fmt: skip
         try:
             sent = suboperations.run(plan.instances)
         finally:

@@ -3,27 +3,31 @@
 Shared by C-MOVE (the C-STOREs go over an association we open to the
 destination) and C-GET (they go back over the requester's association).
 Each instance goes out as the bytes of its file whenever the peer accepted
-the syntax it is stored in; only otherwise is it decoded and re-encoded
-(explicit <-> implicit VR), and that is logged.
+the syntax it is stored in; only otherwise is it converted, as the Archive's
+send plan decides, and that is logged.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from pacsd import log
 from pacsd.dimse import qr
+from pacsd.domain import transfer
+from pacsd.domain.errors import ConversionFailed, NotSendable, Unreadable
 from pacsd.domain.outcomes import Shortfall, StoredInstance
 from pacsd.ports import LogFields
 from pacsd.services.archive import Archive
-from pacsd.wire import command, dataset, requestor, statuses
-from pacsd.wire.link import Link, Message, Payload
+from pacsd.services.retrieve import Outgoing
+from pacsd.wire import command, requestor, statuses
+from pacsd.wire.link import Link, Message
 
 _log = log.get("pacsd.retrieve")
 
@@ -53,6 +57,9 @@ class Tally:
     # Caching proxy: instances that could not be fetched, and why.
     unfetched: int = 0
     notes: list[str] = field(default_factory=list)
+    # Instances that could not be sent (unreadable, no usable syntax, conversion failed).
+    unsent: int = 0
+    reasons: list[str] = field(default_factory=list)
 
     @property
     def remaining(self) -> int:
@@ -71,6 +78,12 @@ class Tally:
             self.failed += 1
             self.failed_uids.append(sop_uid)
 
+    def reason(self, why: str) -> None:
+        """Why a sub-operation could not be sent; the first goes in the final comment."""
+        if not self.reasons:
+            self.reasons.append(why)
+        self.unsent += 1
+
     def counts(self, with_remaining: bool) -> list[tuple[int, str, int]]:
         elements = [
             (command.COMPLETED, "US", clamp(self.completed)),
@@ -80,6 +93,10 @@ class Tally:
         if with_remaining:
             elements.append((command.REMAINING, "US", clamp(self.remaining)))
         return elements
+
+    def comment_reasons(self) -> list[str]:
+        more = self.unsent - len(self.reasons)
+        return [*self.reasons, f"and {more} more not sent"] if more else self.reasons
 
     def failed_list(self) -> Dataset | None:
         if not self.failed_uids:
@@ -118,7 +135,7 @@ def finish(link: Link, request: Message, field: int, tally: Tally) -> None:
     """The final response for *tally*, with its counts and comment."""
     status = final_status(tally)
     counts = tally.counts(with_remaining=status == statuses.CANCELLED)
-    comment = "; ".join(tally.notes)
+    comment = "; ".join([*tally.notes, *tally.comment_reasons()])
     qr.respond(link, request, field, status, comment, identifier=tally.failed_list(), counts=counts)
 
 
@@ -133,7 +150,7 @@ class SubOperations:
         field: int,
         archive: Archive,
         out: Link,
-        usable: dict[tuple[str, str], int],
+        accepted: Accepted,
         originator: tuple[str, int] | None,
         log_fields: LogFields,
     ) -> None:
@@ -142,29 +159,38 @@ class SubOperations:
         self.field = field
         self.archive = archive
         self.out = out
-        self.usable = usable  # (SOP class, transfer syntax) -> context ID on *out*
+        self.accepted = accepted
         self.originator = originator
         self.log_fields = log_fields
 
     def run(self, stored: list[StoredInstance]) -> Tally:
         """Send everything (or until the requester cancels), with a Pending
         response after each sub-operation; returns the tally, cancelled
-        if ``remaining`` is not zero."""
+        if ``remaining`` is not zero. The next instances are read or
+        converted while the peer stores the current one."""
         tally = Tally(len(stored))
-        upcoming = self._prepare(stored[0]) if stored else None
+        ahead: deque[Future[Outgoing]] = deque()
+        queued = 0
+
+        def prepare_ahead() -> None:
+            nonlocal queued
+            while queued < len(stored) and len(ahead) < self.archive.prepare_ahead:
+                instance = stored[queued]
+                ahead.append(self.archive.prepare_send(instance, list(self.accepted.get(instance.sop_class_uid, {}))))
+                queued += 1
+
         for n, instance in enumerate(stored):
             if qr.cancelled(self.link, self.request.command):
                 _log.info("retrieve_cancelled", sent=n, remaining=tally.remaining, **self.log_fields)
                 return tally
-            prepared = upcoming
-            if isinstance(prepared, tuple):
-                context_id, data = prepared
-                requestor.send_c_store(
-                    self.out, context_id, instance.sop_class_uid, instance.sop_uid, data, message_id(n), self.originator
-                )
-            # Read the next file while the peer stores this one.
-            upcoming = self._prepare(stored[n + 1]) if n + 1 < len(stored) else None
-            if isinstance(prepared, tuple):
+            prepare_ahead()
+            outgoing = self._ready(instance, ahead.popleft(), tally)
+            if outgoing is not None:
+                context_id = self.accepted[instance.sop_class_uid][outgoing.syntax]
+                requestor.send_c_store(self.out, context_id, instance.sop_class_uid, instance.sop_uid,
+                                       outgoing.data, message_id(n), self.originator)  # fmt: skip
+            prepare_ahead()
+            if outgoing is not None:
                 status = requestor.store_response(self.out, message_id(n)).status
             else:
                 status = statuses.UNABLE_TO_PROCESS
@@ -176,54 +202,51 @@ class SubOperations:
     def finish(self, tally: Tally) -> None:
         finish(self.link, self.request, self.field, tally)
 
-    def _prepare(self, instance: StoredInstance) -> tuple[int, Payload] | None:
-        """(context ID, dataset) to send *instance* with, or None if it
-        cannot be sent (that sub-operation fails). A large dataset is sent
-        from its file as it is read, never held whole."""
-        context_id = self.usable.get((instance.sop_class_uid, instance.transfer_syntax))
+    def _ready(self, instance: StoredInstance, preparing: Future[Outgoing], tally: Tally) -> Outgoing | None:
+        """The prepared instance, or None if it cannot be sent (its
+        sub-operation fails; the first reason goes in the final comment)."""
+        uid, stored = instance.sop_uid, instance.transfer_syntax
         try:
-            if context_id is not None:
-                return context_id, self.archive.open_instance(instance)
-            return self._converted(instance)
-        except (OSError, ValueError) as exc:  # file gone or damaged: that one fails
-            _log.error("retrieve_unreadable", sop_instance_uid=instance.sop_uid, error=str(exc), **self.log_fields)
+            outgoing = preparing.result()
+        except Unreadable as exc:
+            _log.error("retrieve_unreadable", sop_instance_uid=uid, error=str(exc), **self.log_fields)
+            tally.reason(f"{uid}: {exc}")
             return None
-
-    def _converted(self, instance: StoredInstance) -> tuple[int, bytes] | None:
-        """The instance re-encoded in an uncompressed syntax the peer took."""
-        offered = {ts: cx for (sop_class, ts), cx in self.usable.items() if sop_class == instance.sop_class_uid}
-        note = syntax_note(instance, set(offered))
-        _log.warning("retrieve_transfer_syntax", sop_instance_uid=instance.sop_uid, note=note, **self.log_fields)
-        if UID(instance.transfer_syntax).is_compressed:
+        except ConversionFailed as exc:
+            _log.error("retrieve_conversion_failed", sop_instance_uid=uid, reason=exc.reason,
+                       **{"from": stored, "to": exc.target}, **self.log_fields)  # fmt: skip
+            tally.reason(f"{uid}: {exc}")
             return None
-        for syntax, context_id in sorted(offered.items()):
-            if not UID(syntax).is_compressed:
-                ds = self.archive.load_instance(instance)
-                return context_id, dataset.encode(ds, UID(syntax))
-        return None
+        except NotSendable as exc:
+            _log.warning("retrieve_unsendable", sop_instance_uid=uid, reason=str(exc), **self.log_fields)
+            tally.reason(f"{uid}: {exc}")
+            return None
+        if outgoing.converted_from:
+            _log.info("retrieve_transfer_syntax", sop_instance_uid=uid, ms=round(outgoing.ms, 1),
+                      **{"from": outgoing.converted_from, "to": outgoing.syntax}, **self.log_fields)  # fmt: skip
+        return outgoing
 
 
-MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
-UNCOMPRESSED: list[str | UID] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+# Per SOP class, the transfer syntaxes the peer accepted for it (in the
+# order of its preference) and the context each goes on.
+Accepted = dict[str, dict[str, int]]
 
 
-def contexts(stored: Iterable[StoredInstance]) -> list[PresentationContext]:
-    """Contexts for a sub-association: each SOP class in each stored syntax
-    first, then an uncompressed fallback per SOP class while IDs remain."""
-    exact = sorted({(i.sop_class_uid, i.transfer_syntax) for i in stored})
-    result = [build_context(sop_class, [syntax]) for sop_class, syntax in exact[:MAX_CONTEXTS]]
-    for sop_class in sorted({sop_class for sop_class, _ in exact}):
-        if len(result) >= MAX_CONTEXTS:
-            break
-        result.append(build_context(sop_class, UNCOMPRESSED))
+def accepted(contexts: dict[int, PresentationContext], peer_is_scp: bool = False) -> Accepted:
+    """What the peer accepted, from an association's contexts (in the order
+    they were proposed); with *peer_is_scp*, only those on which the peer
+    took the SCP role (a C-GET's storage contexts)."""
+    result: Accepted = {}
+    for context_id, cx in sorted(contexts.items()):
+        if peer_is_scp and not cx.as_scu:
+            continue
+        by_syntax = result.setdefault(str(cx.abstract_syntax), {})
+        by_syntax.setdefault(str(cx.transfer_syntax[0]), context_id)
     return result
 
 
-def syntax_note(instance: StoredInstance, offered: set[str]) -> str:
-    """'' if the peer takes the stored syntax, else what will happen."""
-    if instance.transfer_syntax in offered:
-        return ""
-    stored = UID(instance.transfer_syntax)
-    if offered and not stored.is_compressed and any(not UID(t).is_compressed for t in offered):
-        return f"converting from {stored.name} to a syntax the peer accepted"
-    return f"peer accepted no transfer syntax usable for {stored.name}"
+def contexts(stored: Iterable[StoredInstance]) -> list[PresentationContext]:
+    """Contexts for a C-MOVE sub-association: per SOP class, each stored
+    syntax and those pacsd can convert to (:func:`transfer.proposals`)."""
+    pairs = {(i.sop_class_uid, i.transfer_syntax) for i in stored}
+    return [build_context(p.sop_class, list(p.syntaxes)) for p in transfer.proposals(pairs)]

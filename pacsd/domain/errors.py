@@ -6,6 +6,8 @@ statuses in one table (DIMSE: :mod:`pacsd.wire.statuses`).
 
 from __future__ import annotations
 
+from pydicom.uid import UID
+
 
 class Refusal(Exception):
     """An object that pacsd will not store; ``str()`` is the error comment."""
@@ -118,12 +120,30 @@ class MppsFinal(Refusal):
     """An N-SET after the step was COMPLETED or DISCONTINUED."""
 
 
-class ConversionFailed(Exception):
-    """An instance that could not be re-encoded from *source* to *target*
-    transfer syntax; ``reason`` is the codec's (or the reader's) own words."""
+class NotSendable(Exception):
+    """A stored instance that cannot go to this recipient (its sub-operation
+    fails, the others go on); ``str()`` is the reason."""
+
+
+class Unreadable(NotSendable):
+    """The instance's file is gone or damaged."""
+
+
+class NoUsableSyntax(NotSendable):
+    """The recipient accepts no transfer syntax pacsd may send this instance in."""
+
+
+class ConversionFailed(NotSendable):
+    """An instance that could not be re-encoded from the *source* to the
+    *target* transfer syntax (UIDs); ``reason`` is the codec's (or the
+    reader's) own words."""
 
     def __init__(self, source: str, target: str, reason: str) -> None:
-        super().__init__(f"cannot convert from {source} to {target}: {reason}")
+        super().__init__(f"cannot convert from {UID(source).name} to {UID(target).name}: {reason}")
         self.source = source
         self.target = target
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[ConversionFailed], tuple[str, str, str]]:
+        # Raised in a conversion process: it must unpickle with its own arguments.
+        return type(self), (self.source, self.target, self.reason)

@@ -7,7 +7,8 @@ own status table. Whether a caching proxy is configured is known here
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -20,8 +21,9 @@ from pacsd.domain.received import Received
 from pacsd.domain.worklist import WorklistEntry
 from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch, no_watch
 from pacsd.services import mpps, retrieve, worklist
+from pacsd.services.conversions import Conversions
 from pacsd.services.ingest import Ingest
-from pacsd.services.retrieve import StoredDataset
+from pacsd.services.retrieve import Outgoing
 
 
 class Matches:
@@ -50,6 +52,8 @@ class Archive:
         source: Source | None = None,
         worklist_own_items_only: frozenset[str] = frozenset(),
         worklist_expire_days: int = 0,
+        conversions: Conversions | None = None,
+        allow_lossy: bool = False,
     ) -> None:
         self.ae_title = ae_title  # answers name it as the Retrieve AE Title
         self.limits = limits
@@ -61,6 +65,11 @@ class Archive:
         # query names no Scheduled Station AE Title ([remotes] worklist_own_items_only).
         self.worklist_own_items_only = worklist_own_items_only
         self.worklist_expire_days = worklist_expire_days  # [worklist] expire_after_days
+        self.conversions = conversions or Conversions(1)  # [transcode] processes
+        self.allow_lossy = allow_lossy  # [transcode] allow_lossy
+        # Instances a retrieve has in preparation besides the one being sent:
+        # enough to keep every conversion process busy meanwhile.
+        self.prepare_ahead = self.conversions.processes + 1
 
     # -- objects in ------------------------------------------------------------
 
@@ -142,13 +151,17 @@ class Archive:
             plan.instances = self.index.instances(identifier, model, max_values)
         return plan
 
-    def open_instance(self, instance: StoredInstance) -> StoredDataset:
-        """The stored dataset bytes of *instance*, to send as they are."""
-        return retrieve.stored_dataset(self.storage, instance)
+    def prepare_send(self, instance: StoredInstance, accepted: Sequence[str]) -> Future[Outgoing]:
+        """*instance* as a recipient that takes the transfer syntaxes
+        *accepted* (its preference first) can receive it: as stored, or
+        converted by the send plan; the future fails with a NotSendable
+        naming why it cannot go. Conversions run in the pool, so a caller
+        sends one instance while the next is prepared."""
+        return retrieve.prepare(self.storage, self.conversions, instance, accepted, self.allow_lossy)
 
-    def load_instance(self, instance: StoredInstance) -> Dataset:
-        """*instance* decoded, to be re-encoded in another transfer syntax."""
-        return retrieve.load(self.storage, instance)
+    def close(self) -> None:
+        """Stop the conversion processes (the ports are closed by their owner)."""
+        self.conversions.close()
 
     # -- the worklist ----------------------------------------------------------
 

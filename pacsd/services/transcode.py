@@ -8,6 +8,7 @@ only does it, and fixes what depends on the pixel data's form.
 
 from __future__ import annotations
 
+import time
 from io import BytesIO
 from pathlib import Path
 
@@ -60,16 +61,24 @@ def convert(source: bytes | Path, target: str) -> bytes:
     ds = read(source, target)
     original = str(ds.get("file_meta", {}).get("TransferSyntaxUID", ""))
     if not transfer.can_decode(original):
-        raise ConversionFailed(original or "the stored object", transfer.name(target), "pacsd cannot decode it")
+        raise ConversionFailed(original or "the stored object", target, "pacsd cannot decode it")
     _transcode(ds, original, target)
     return encode(ds, original, target)
+
+
+def timed(path: str, target: str) -> tuple[bytes, float]:
+    """:func:`convert` of the file at *path*, and the milliseconds it took:
+    what a conversion process runs (:mod:`pacsd.services.conversions`)."""
+    started = time.perf_counter()
+    data = convert(Path(path), target)
+    return data, (time.perf_counter() - started) * 1000
 
 
 def read(source: bytes | Path, target: str) -> Dataset:
     try:
         return dcmread(BytesIO(source) if isinstance(source, bytes) else source)
     except Exception as exc:  # pydicom raises many kinds for a damaged file
-        raise ConversionFailed("the stored object", transfer.name(target), f"unreadable: {exc}") from None
+        raise ConversionFailed("the stored object", target, f"unreadable: {exc}") from None
 
 
 def _transcode(ds: Dataset, original: str, target: str) -> None:
@@ -85,7 +94,7 @@ def _transcode(ds: Dataset, original: str, target: str) -> None:
         if transfer.is_compressed(target) and original != target:
             _compress(ds, target)
     except Exception as exc:  # each codec raises its own kinds; its message is the reason
-        raise ConversionFailed(transfer.name(original), transfer.name(target), _reason(exc)) from None
+        raise ConversionFailed(original, target, _reason(exc)) from None
     _mark_lossy(ds, original, target)
 
 
@@ -165,7 +174,7 @@ def encode(ds: Dataset, original: str, target: str) -> bytes:
     """*ds* without its file meta, in *target*'s element encoding."""
     syntax = UID(target)
     if syntax == ts.DeflatedExplicitVRLittleEndian:
-        raise ConversionFailed(transfer.name(original), transfer.name(target), "pacsd does not encode deflated")
+        raise ConversionFailed(original, target, "pacsd does not encode deflated")
     if "PixelData" in ds and syntax == ts.ExplicitVRBigEndian:
         _swap_pixel_bytes(ds)  # _transcode left it little endian
     fp = DicomBytesIO()
@@ -174,7 +183,7 @@ def encode(ds: Dataset, original: str, target: str) -> bytes:
     try:
         write_dataset(fp, ds)
     except Exception as exc:
-        raise ConversionFailed(transfer.name(original), transfer.name(target), _reason(exc)) from None
+        raise ConversionFailed(original, target, _reason(exc)) from None
     return fp.getvalue()
 
 

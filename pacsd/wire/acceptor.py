@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.uid import UID
 from pynetdicom._globals import APPLICATION_CONTEXT_NAME
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
@@ -322,6 +323,7 @@ class Acceptor:
             if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid is not None
         }
         result, ac_roles = negotiate_as_acceptor(rq.presentation_context_definition_list, self.contexts, roles or None)
+        _prefer_proposer_order(rq.presentation_context_definition_list, result, self.contexts, roles)
         ac = A_ASSOCIATE()
         ac.application_context_name = APPLICATION_CONTEXT_NAME
         ac.calling_ae_title = rq.calling_ae_title
@@ -383,6 +385,28 @@ class Acceptor:
             # A spooled dataset never outlives its service: one that keeps
             # the file has renamed it away, anything else is dropped here.
             message.discard()
+
+
+def _prefer_proposer_order(
+    proposed: list[PresentationContext],
+    result: list[PresentationContext],
+    supported: list[PresentationContext],
+    roles: dict[UID, tuple[bool | None, bool | None]],
+) -> None:
+    """On a context where the requester takes the SCP role (a C-GET's
+    storage contexts), accept the first of its proposed transfer syntaxes
+    we support, not ours: it receives in the syntax it prefers, and an
+    instance stored in it goes out as stored (pynetdicom picks in the
+    acceptor's order, which puts Implicit VR first)."""
+    ours = {str(cx.abstract_syntax): set(cx.transfer_syntax) for cx in supported}
+    by_id = {cx.context_id: cx for cx in proposed}
+    for cx in result:
+        if cx.result != 0x00 or cx.abstract_syntax is None or not roles.get(cx.abstract_syntax, (None, None))[1]:
+            continue
+        offered = by_id[cx.context_id].transfer_syntax
+        first = next((syntax for syntax in offered if syntax in ours.get(str(cx.abstract_syntax), set())), None)
+        if first is not None:
+            cx.transfer_syntax = [first]
 
 
 def user_information(max_pdu: int = pdu.MAX_PDU) -> list[Any]:

@@ -23,6 +23,13 @@ def test_virtual_section(tmp_path: Path) -> None:
     assert parse(REMOTE, "x.toml", tmp_path).virtual is None
 
 
+def test_transcode_section(tmp_path: Path) -> None:
+    settings = parse("[transcode]\nprocesses = 3\nallow_lossy = true\n", "x.toml", tmp_path)
+    assert (settings.transcode.processes, settings.transcode.allow_lossy) == (3, True)
+    default = parse("", "x.toml", tmp_path).transcode
+    assert default.processes >= 1 and default.allow_lossy is False
+
+
 def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(pacsd_cmd("serve", "--config", str(config)), capture_output=True, text=True, timeout=30)
 
@@ -39,6 +46,9 @@ def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
         ('[remotes.WS1]\nhost = "h"\nport = 1\ncolour = 1\n', ["[remotes.WS1] colour", "unknown key"]),
         ("[bogus]\n", ["bogus", "unknown key"]),
         ("[server]\nworkers = 0\n", ["[server] workers", "between 1 and 64"]),
+        ("[transcode]\nprocesses = 0\n", ["[transcode] processes", "between 1 and 64"]),
+        ('[transcode]\nallow_lossy = "yes"\n', ["[transcode] allow_lossy", "expected bool", "str"]),
+        ("[transcode]\nlossy = true\n", ["[transcode] lossy", "unknown key"]),
         ("[server\n", ["not valid TOML"]),
         ('[virtual]\nupstreams = ["NOPE"]\n', ["[virtual] upstreams", "'NOPE' is not a [remotes] entry"]),
         ("[virtual]\nupstreams = []\n", ["[virtual] upstreams", "at least one"]),

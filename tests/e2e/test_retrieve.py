@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
@@ -184,18 +184,28 @@ def _move(setup: Setup, destination: str, keys: Dataset) -> list[tuple[Dataset, 
         assoc.release()
 
 
-def test_destination_refusing_some_objects_gives_warning_and_failed_list(setup: Setup, dest: StoreSCP) -> None:
-    # storescp takes only uncompressed syntaxes; the JPEG 2000 image cannot go.
+def test_compressed_object_is_converted_for_an_uncompressed_only_destination(setup: Setup, dest: StoreSCP) -> None:
+    # storescp takes only uncompressed syntaxes: the JPEG 2000 image is
+    # decoded on the way out, the CT images go as stored.
     keys = Dataset()
     keys.QueryRetrieveLevel = "STUDY"
     keys.StudyInstanceUID = setup.s2[0].StudyInstanceUID
     responses = _move(setup, "DEST", keys)
     final, identifier = responses[-1]
-    assert final.Status == 0xB000
-    assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (2, 1)
-    assert identifier is not None and identifier.FailedSOPInstanceUIDList == setup.s2[2].SOPInstanceUID
-    assert sops(dest.received()) == sops(setup.s2[:2])
-    assert setup.server.events("retrieve_transfer_syntax")
+    assert final.Status == 0x0000
+    assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (3, 0)
+    assert identifier is None
+    assert sops(dest.received()) == sops(setup.s2)
+    converted = [
+        e
+        for e in setup.server.events("retrieve_transfer_syntax")
+        if e["sop_instance_uid"] == setup.s2[2].SOPInstanceUID
+    ]
+    assert (
+        converted
+        and converted[-1]["from"] == JPEG2000
+        and converted[-1]["to"] in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+    )
 
 
 def test_unreachable_destination(setup: Setup, dest: StoreSCP) -> None:
@@ -244,19 +254,21 @@ def test_get_study_with_getscu(setup: Setup, tmp_path: Path) -> None:
         assert values(pydicom.dcmread(path)) == values(pydicom.dcmread(stored_file(setup.server, sop))), sop
 
 
-def test_get_patient_root_and_refused_syntax(setup: Setup, tmp_path: Path) -> None:
-    # getscu proposes uncompressed storage only: the JPEG 2000 image fails.
+def test_get_patient_root_converts_for_uncompressed_only_getscu(setup: Setup, tmp_path: Path) -> None:
+    # getscu proposes uncompressed storage only: the JPEG 2000 image is decoded for it.
     result = setup.server.retrieve(
         "getscu", "-P", "QueryRetrieveLevel=PATIENT", "PatientID=MOVE2", extra=("-d",), out=tmp_path
     )
-    received = [pydicom.dcmread(p) for p in tmp_path.iterdir()]
-    assert len(received) == 2 and sops(received) == sops(setup.s2[:2])
-    assert final_response(result.stderr) == Final(0xB000, 0, 2, 1, 0)
+    received = {ds.SOPInstanceUID: ds for ds in (pydicom.dcmread(p) for p in tmp_path.iterdir())}
+    assert sorted(received) == sorted(sops(setup.s2))
+    assert not received[setup.s2[2].SOPInstanceUID].file_meta.TransferSyntaxUID.is_compressed
+    assert final_response(result.stderr) == Final(0x0000, 0, 3, 0, 0)
 
 
 def test_get_failed_list_names_the_refused_object(setup: Setup) -> None:
     # getscu does not read the final response's identifier: pynetdicom does.
-    # Storage offered uncompressed only, as getscu does: the JPEG 2000 image fails.
+    # Secondary Capture offered only in JPEG Baseline, which pacsd does not
+    # encode: the JPEG 2000 image (Secondary Capture) fails, the CT images go.
     arrived: list[str] = []
 
     def on_store(event: evt.Event) -> int:
@@ -265,8 +277,8 @@ def test_get_failed_list_names_the_refused_object(setup: Setup) -> None:
 
     ae = AE(ae_title="PYGET")
     ae.add_requested_context(PatientRootQueryRetrieveInformationModelGet)
-    for storage in (CTImageStorage, SecondaryCaptureImageStorage):
-        ae.add_requested_context(storage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    ae.add_requested_context(SecondaryCaptureImageStorage, [JPEGBaseline8Bit])
     roles = [build_role(storage, scp_role=True) for storage in (CTImageStorage, SecondaryCaptureImageStorage)]
     assoc = ae.associate(
         "127.0.0.1", setup.server.port, ae_title="PACSD", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
@@ -283,6 +295,7 @@ def test_get_failed_list_names_the_refused_object(setup: Setup) -> None:
     counts = (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations)
     assert (*counts, final.NumberOfWarningSuboperations) == (2, 1, 0)
     assert identifier is not None and identifier.FailedSOPInstanceUIDList == setup.s2[2].SOPInstanceUID
+    assert "none of which pacsd can encode" in final.ErrorComment
     assert sorted(arrived) == sorted(sops(setup.s2[:2]))
 
 

@@ -50,6 +50,7 @@ def store(archive: Archive, ds: Dataset, work: Path) -> Outcome:
 def archive(tmp_path: Path) -> Iterator[Archive]:
     opened = open_archive(tmp_path / "data")
     yield opened
+    opened.close()
     opened.index.close()
 
 

@@ -156,8 +156,11 @@ def test_a_truncated_fragment_fails_with_the_codecs_reason(name: str) -> None:
         convert(damaged, ts.ExplicitVRLittleEndian)
     plugins = [line.strip() for line in str(codec.value).splitlines()[1:]]  # pydicom's header line dropped
     assert failed.value.reason == "; ".join(plugins)
-    assert failed.value.source == UID(ds.file_meta.TransferSyntaxUID).name
-    assert failed.value.target == "Explicit VR Little Endian"
+    assert failed.value.source == ds.file_meta.TransferSyntaxUID
+    assert failed.value.target == ts.ExplicitVRLittleEndian
+    assert str(failed.value).startswith(
+        f"cannot convert from {UID(failed.value.source).name} to Explicit VR Little Endian: "
+    )
 
 
 @pytest.mark.parametrize(
