@@ -103,10 +103,15 @@ def dicomweb_base(request: Request) -> str:
                 proto = value.lower()
     host = host or headers.get("x-forwarded-host", "").split(",")[0].strip()
     proto = proto or headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    if not _HOST.match(host):
-        host = headers.get("host", "") if _HOST.match(headers.get("host", "")) else request.url.netloc
     if proto not in ("http", "https"):
         proto = request.url.scheme
+    if not _HOST.match(host):
+        host = headers.get("host", "") if _HOST.match(headers.get("host", "")) else request.url.netloc
+        # dicomweb-client sends its Host without the port: a client that
+        # reached our own address directly did so on the port we listen on.
+        server = request.scope.get("server")
+        if server and host == server[0] and server[1] != {"http": 80, "https": 443}.get(proto):
+            host = f"{host}:{server[1]}"
     return f"{proto}://{host}/dicomweb"
 
 
@@ -118,6 +123,16 @@ def frame_numbers(text: str) -> list[int]:
             raise HttpError(statuses.BAD_REQUEST, f"frame list {text!r}: {item!r} is not a frame number", frames=text)
         numbers.append(int(item))
     return numbers
+
+
+_ANY_TYPE = re.compile(r';\s*type\s*=\s*"?\*/\*"?', re.IGNORECASE)
+
+
+def accept_header(request: Request) -> str | None:
+    """The Accept header, ``multipart/related; type="*/*"`` (what
+    dicomweb-client sends by default) read as any part type."""
+    accept = request.headers.get("accept")
+    return None if accept is None else _ANY_TYPE.sub("", accept)
 
 
 def not_acceptable(accept: str | None, offers: Sequence[MediaType]) -> HttpError:
@@ -166,7 +181,7 @@ class WadoRoutes:
     # -- instances ---------------------------------------------------------------
 
     async def retrieve(self, request: Request) -> Response:
-        accept = request.headers.get("accept")
+        accept = accept_header(request)
         offers = [related("application/dicom")] + ([DICOM] if "instance" in request.path_params else [])
         chosen = negotiate(accept, offers)
         if chosen is None:
@@ -227,7 +242,7 @@ class WadoRoutes:
     # -- metadata ----------------------------------------------------------------
 
     async def metadata(self, request: Request) -> Response:
-        accept = request.headers.get("accept")
+        accept = accept_header(request)
         offers = [MediaType("application", "dicom+json"), MediaType("application", "json")]
         if negotiate(accept, offers) is None:
             raise not_acceptable(accept, offers)
@@ -271,7 +286,7 @@ class WadoRoutes:
         offers = [related(OCTET, **{"transfer-syntax": ts.ExplicitVRLittleEndian}), related(OCTET)]
         if pixel:
             offers += [related(t, **{"transfer-syntax": stored}) for t, uids in FRAME_TYPES.items() if stored in uids]
-        accept = request.headers.get("accept")
+        accept = accept_header(request)
         chosen = negotiate(accept, offers)
         if chosen is None:
             raise not_acceptable(accept, offers[:1] + offers[2:])
