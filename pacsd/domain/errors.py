@@ -120,6 +120,14 @@ class MppsFinal(Refusal):
     """An N-SET after the step was COMPLETED or DISCONTINUED."""
 
 
+class NoSuchFrame(Refusal):
+    """A frame number the instance does not have (0, or past its last)."""
+
+
+class NoSuchAttribute(Refusal):
+    """A bulk data path that names no binary value of the instance."""
+
+
 class NotSendable(Exception):
     """A stored instance that cannot go to this recipient (its sub-operation
     fails, the others go on); ``str()`` is the reason."""

@@ -26,15 +26,21 @@ def file_meta(received: Received) -> bytes:
     Encoded by hand: it is the same seven elements for every object, and
     building it through pydicom cost 0.4 ms of a store.
     """
+    return meta_for(received.sop_class_uid, received.sop_instance_uid, received.transfer_syntax, received.source_ae)
+
+
+def meta_for(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae: str = "") -> bytes:
+    """The same preamble and File Meta Information, from its values (a
+    WADO-RS part: a stored dataset, maybe converted, made a file again)."""
     body = b"".join(
         [
             struct.pack("<HH2s2xI", 0x0002, 0x0001, b"OB", 2) + b"\0\1",  # File Meta Information Version
-            _element(0x0002, b"UI", received.sop_class_uid.encode()),
-            _element(0x0003, b"UI", received.sop_instance_uid.encode()),
-            _element(0x0010, b"UI", received.transfer_syntax.encode()),
+            _element(0x0002, b"UI", sop_class_uid.encode()),
+            _element(0x0003, b"UI", sop_instance_uid.encode()),
+            _element(0x0010, b"UI", transfer_syntax.encode()),
             _element(0x0012, b"UI", uid.IMPLEMENTATION_CLASS_UID.encode()),
             _element(0x0013, b"SH", uid.IMPLEMENTATION_VERSION_NAME.encode()),
-            _element(0x0016, b"AE", received.source_ae.encode("ascii", "replace")) if received.source_ae else b"",
+            _element(0x0016, b"AE", source_ae.encode("ascii", "replace")) if source_ae else b"",
         ]
     )
     group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body))

@@ -13,16 +13,17 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from pacsd.domain import charset
+from pacsd.domain import charset, transfer
 from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import Change, FetchRecord, Outcome, Result, RetrievePlan, StoredInstance
 from pacsd.domain.query import C_FIND, UNIQUE_KEYS, InformationModel, SearchOptions, query_level, text_value
 from pacsd.domain.received import Received
 from pacsd.domain.worklist import WorklistEntry
 from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch, no_watch
-from pacsd.services import mpps, retrieve, worklist
+from pacsd.services import mpps, pixels, retrieve, worklist
 from pacsd.services.conversions import Conversions
 from pacsd.services.ingest import Ingest
+from pacsd.services.metadata import MetadataCache
 from pacsd.services.retrieve import Outgoing
 
 
@@ -70,6 +71,7 @@ class Archive:
         # Instances a retrieve has in preparation besides the one being sent:
         # enough to keep every conversion process busy meanwhile.
         self.prepare_ahead = self.conversions.processes + 1
+        self.metadata_cache = MetadataCache(storage)
 
     # -- objects in ------------------------------------------------------------
 
@@ -173,6 +175,35 @@ class Archive:
         naming why it cannot go. Conversions run in the pool, so a caller
         sends one instance while the next is prepared."""
         return retrieve.prepare(self.storage, self.conversions, instance, accepted, self.allow_lossy)
+
+    def send_refusal(self, instance: StoredInstance, accepted: Sequence[str]) -> str:
+        """Why *instance* cannot go in any of *accepted* ('' if it can): the
+        send plan, decided before any byte goes out."""
+        plan = transfer.send_plan(instance.transfer_syntax, accepted, self.allow_lossy)
+        return plan.reason if isinstance(plan, transfer.Refuse) else ""
+
+    # -- WADO-RS metadata, frames, bulk data -------------------------------------
+
+    def metadata(self, instances: Sequence[StoredInstance]) -> list[str]:
+        """Each instance's DICOM JSON, BulkDataURIs relative
+        (:func:`pacsd.services.metadata.absolute`); Unreadable for a lost file."""
+        return [self.metadata_cache.get(instance) for instance in instances]
+
+    def metadata_etag(self, instances: Sequence[StoredInstance]) -> str:
+        return self.metadata_cache.etag(instances)
+
+    def forget_metadata(self, instance: StoredInstance) -> None:
+        """What deletes or corrects an instance calls: its cached metadata goes."""
+        self.metadata_cache.forget(instance)
+
+    def frames(self, instance: StoredInstance, numbers: Sequence[int], native: bool) -> list[bytes]:
+        """Frames *numbers* (from 1; NoSuchFrame) native, or as stored
+        (compressed); a native frame of a compressed instance is decoded."""
+        return pixels.frames(self.storage, instance, numbers, native, self.prepare_send)
+
+    def bulkdata(self, instance: StoredInstance, path: str, native: bool) -> list[bytes]:
+        """The binary value a BulkDataURI path names (NoSuchAttribute)."""
+        return pixels.bulkdata(self.storage, instance, path, native, self.prepare_send)
 
     def close(self) -> None:
         """Stop the conversion processes (the ports are closed by their owner)."""

@@ -22,6 +22,7 @@ from pacsd.domain.limits import MiB
 from pacsd.services.archive import Archive
 from pacsd.web import statuses
 from pacsd.web.qido import QidoRoutes
+from pacsd.web.wado import WadoRoutes
 from pacsd.web.worklist import WorklistRoutes
 
 MAX_BODY_BYTES = 16 * MiB  # a worklist POST; thousands of items fit
@@ -29,7 +30,11 @@ MAX_BODY_BYTES = 16 * MiB  # a worklist POST; thousands of items fit
 
 def build_app(archive: Archive, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     return Starlette(
-        routes=WorklistRoutes(archive, max_body_bytes).routes() + QidoRoutes(archive).routes(),
+        routes=[
+            *WorklistRoutes(archive, max_body_bytes).routes(),
+            *QidoRoutes(archive).routes(),
+            *WadoRoutes(archive).routes(),
+        ],
         middleware=[Middleware(Guard)],
         exception_handlers={
             statuses.HttpError: _http_error,

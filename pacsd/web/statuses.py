@@ -11,6 +11,7 @@ from typing import Any
 
 from pacsd.domain import errors
 
+NOT_MODIFIED = 304
 BAD_REQUEST = 400
 NOT_FOUND = 404
 NOT_ACCEPTABLE = 406
@@ -30,6 +31,15 @@ REFUSALS: dict[type[errors.Refusal], int] = {
     errors.IdentityConflict: CONFLICT,
     errors.OverBudget: PAYLOAD_TOO_LARGE,
     errors.StorageFailure: UNAVAILABLE,  # disk full, I/O error: the client may retry later
+    errors.NoSuchFrame: BAD_REQUEST,  # WADO-RS frame 0 or past the last: the request is wrong
+    errors.NoSuchAttribute: NOT_FOUND,  # WADO-RS bulk data path naming no binary value
+}
+
+# A stored instance WADO-RS cannot send as asked.
+NOT_SENDABLE: dict[type[errors.NotSendable], int] = {
+    errors.NoUsableSyntax: NOT_ACCEPTABLE,
+    errors.ConversionFailed: NOT_ACCEPTABLE,  # the stored syntax (transfer-syntax=*) still works
+    errors.Unreadable: INTERNAL_ERROR,  # the archive lost or damaged the file: fsck names it
 }
 
 
@@ -57,6 +67,11 @@ def refusal(exc: errors.Refusal) -> tuple[int, dict[str, Any]]:
     elif isinstance(exc, errors.OverBudget):
         body["budget"] = exc.budget
     return status, body
+
+
+def not_sendable(exc: errors.NotSendable) -> tuple[int, dict[str, Any]]:
+    status = next((NOT_SENDABLE[cls] for cls in type(exc).__mro__ if cls in NOT_SENDABLE), INTERNAL_ERROR)
+    return status, {"error": str(exc)}
 
 
 def internal(exc: BaseException) -> tuple[int, dict[str, Any]]:

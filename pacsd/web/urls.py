@@ -38,6 +38,11 @@ def request_base(request: Request) -> str:
     """:func:`base_url` of a Starlette request."""
     server = request.scope.get("server") or ("localhost", None)
     own_host = request.headers.get("host") or (f"{server[0]}:{server[1]}" if server[1] else str(server[0]))
+    # dicomweb-client sends its Host without the port: a client that reached
+    # our own address directly did so on the port we listen on.
+    default_port = {"http": 80, "https": 443}.get(request.url.scheme)
+    if own_host == server[0] and server[1] and server[1] != default_port:
+        own_host = f"{own_host}:{server[1]}"
     return base_url(request.headers, request.url.scheme, own_host)
 
 
