@@ -21,6 +21,7 @@ from pacsd.domain.errors import Refusal
 from pacsd.domain.limits import MiB
 from pacsd.services.archive import Archive
 from pacsd.web import statuses
+from pacsd.web.stow import StowRoutes
 from pacsd.web.worklist import WorklistRoutes
 
 MAX_BODY_BYTES = 16 * MiB  # a worklist POST; thousands of items fit
@@ -28,7 +29,7 @@ MAX_BODY_BYTES = 16 * MiB  # a worklist POST; thousands of items fit
 
 def build_app(archive: Archive, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     return Starlette(
-        routes=WorklistRoutes(archive, max_body_bytes).routes(),
+        routes=[*WorklistRoutes(archive, max_body_bytes).routes(), *StowRoutes(archive).routes()],
         middleware=[Middleware(Guard)],
         exception_handlers={
             statuses.HttpError: _http_error,
