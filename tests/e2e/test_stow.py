@@ -201,10 +201,15 @@ def test_multipart_variants_are_stored(setup: Setup, web: httpx.Client, variant:
     images = synth.series(2, patient_id=f"STOW-{variant}")
     data = [part10(ds) for ds in images]
     if options.get("length"):  # each part with its own Content-Length
-        body = b"".join(
-            f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\nContent-Length: {len(d)}\r\n\r\n".encode() + d + b"\r\n"
-            for d in data
-        ) + f"--{BOUNDARY}--\r\n".encode()
+        body = (
+            b"".join(
+                f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\nContent-Length: {len(d)}\r\n\r\n".encode()
+                + d
+                + b"\r\n"
+                for d in data
+            )
+            + f"--{BOUNDARY}--\r\n".encode()
+        )
     else:
         body = related(data, headers=options.get("headers", "Content-Type: application/dicom\r\n"),
                        preamble=options.get("preamble", b""))  # fmt: skip
@@ -224,6 +229,16 @@ def test_single_part_application_dicom(setup: Setup, web: httpx.Client) -> None:
     [ref] = referenced(response)
     assert tag(ref, "00081155") == ds.SOPInstanceUID
     assert ds.SOPInstanceUID in stored_sops(setup.server)
+
+
+def test_a_part_without_preamble_and_an_empty_single_body(setup: Setup, web: httpx.Client) -> None:
+    ds = synth.ct(patient_id="STOW-NOPREAMBLE")
+    response = stow(web, [part10(ds)[132:]])  # file meta first, as pydicom writes a dataset without a preamble
+    assert response.status_code == 200, response.text
+    assert ds.SOPInstanceUID in stored_sops(setup.server)
+    response = stow(web, [], content_type="application/dicom", content=b"")
+    assert response.status_code == 400
+    assert "empty body" in response.json()["error"]
 
 
 def test_a_3_mb_part_is_spooled_and_stored_byte_for_byte(setup: Setup, web: httpx.Client) -> None:
