@@ -253,6 +253,21 @@ def test_a_3_mb_part_is_spooled_and_stored_byte_for_byte(setup: Setup, web: http
     assert not setup.server.temp_files()
 
 
+def test_a_large_body_does_not_sit_in_memory(setup: Setup, web: httpx.Client) -> None:
+    size = 96 * 1024 * 1024
+    big = synth.ct(patient_id="STOW-HUGE", pixel_bytes=1024)
+    big.PixelData = b"\x01\x02" * (size // 2)
+    big.Rows, big.Columns, big.NumberOfFrames = 1024, 1024, size // (2 * 1024 * 1024)
+    data = related([part10(big)])
+    before = setup.server.peak_rss()
+    response = stow(web, [], content=_chunked(data, 1 << 20))
+    assert response.status_code == 200, response.text
+    del data
+    grew = setup.server.peak_rss() - before
+    print(f"\nSTOW of a {size >> 20} MiB part: server peak RSS grew by {grew / (1 << 20):.1f} MiB")
+    assert grew < size // 4
+
+
 def test_retrieve_urls_honour_forwarded_headers(web: httpx.Client) -> None:
     ds = synth.ct(patient_id="STOW-PROXY")
     response = stow(web, [part10(ds)], headers={"Forwarded": 'for=10.0.0.1;host="pacs.example.org";proto=https'})
