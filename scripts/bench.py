@@ -24,11 +24,25 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pydicom
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (
+    UID,
+    CTImageStorage,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pacsd.services.transcode import convert  # noqa: E402
 from pacsd.testing import peers, synth, worklists  # noqa: E402
 
 ENV = peers.NODELAY_ENV  # DCMTK waits 40 ms per message without it
@@ -42,7 +56,7 @@ FIND_KEYS = [
 MEMORY = Path("/dev/shm")  # a tmpfs on Linux
 REPEATS = 200  # queries on one association, for the per-query C-FIND figure
 MOVES = 7  # C-MOVEs per archive and round
-WORKLOADS = ["store-small", "store-large", "find", "move", "mwl"]
+WORKLOADS = ["store-small", "store-large", "find", "move", "mwl", "codecs", "move-jls"]
 # A modality's typical worklist query: its station, today, its modality; with
 # what it shows in its list.
 MWL_STATION = 3
@@ -119,12 +133,13 @@ PEERS: dict[str, Callable[..., AbstractContextManager[Peer]]] = {
 }
 
 
-def ingest(peer: Peer, parts: list[Path]) -> float:
-    """Seconds to store every file of *parts*, one storescu per part at once."""
+def ingest(peer: Peer, parts: list[Path], *options: str) -> float:
+    """Seconds to store every file of *parts*, one storescu per part at once
+    (with storescu's *options*: the syntaxes it proposes, say)."""
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
-            [peers.dcmtk("storescu"), "+sd", "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(part)],
+            [peers.dcmtk("storescu"), "+sd", *options, "-aec", peer.ae_title, "127.0.0.1", str(peer.port), str(part)],
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -175,16 +190,25 @@ def find_latencies(peers: list[Peer], queries: int) -> dict[str, tuple[float, fl
     return {name: (statistics.median(times[name][1:]), statistics.median(each[name])) for name in times}
 
 
-def move_rates(running: list[tuple[Peer, Path]], study_uid: str, expected: int) -> dict[str, float]:
-    """Per peer, the median instances/s over MOVES C-MOVEs of one study to
+def move_rates(
+    running: list[tuple[Peer, Path]],
+    study_uid: str,
+    expected: int,
+    moves: int = MOVES,
+    check: Callable[[str, Path], None] | None = None,
+) -> dict[str, float]:
+    """Per peer, the median instances/s over *moves* C-MOVEs of one study to
     its DEST storescp, the peers taking turns move by move (one move of 100
-    small objects takes ~40 ms, a third of it movescu's start-up)."""
+    small objects takes ~40 ms, a third of it movescu's start-up); *check*
+    looks at what each move delivered (untimed) and raises if it is wrong."""
     rates: dict[str, list[float]] = {peer.name: [] for peer, _ in running}
-    for n in range(MOVES):
+    for n in range(moves):
         for peer, received in running if n % 2 else reversed(running):
             for old in received.iterdir():
                 old.unlink()
             rates[peer.name].append(move_rate(peer, study_uid, received, expected))
+            if check:
+                check(peer.name, received)
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
@@ -193,8 +217,10 @@ def move_rate(peer: Peer, study_uid: str, received: Path, expected: int) -> floa
     cmd = [peers.dcmtk("movescu"), "-S", "-aec", peer.ae_title, "-aem", "DEST", "-k", "QueryRetrieveLevel=STUDY",
            "-k", f"StudyInstanceUID={study_uid}", "127.0.0.1", str(peer.port)]  # fmt: skip
     start = time.perf_counter()
-    subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"C-MOVE from {peer.name} failed ({done.returncode}): {done.stderr[-1500:]}")
     got = len(list(received.iterdir()))
     if got != expected:
         raise RuntimeError(f"C-MOVE from {peer.name}: destination received {got} of {expected}")
@@ -267,6 +293,221 @@ def run_mwl(root: Path, items: int, queries: int, sample: Callable[[str, str, st
             sample(name, f"MWL query, {items} items, {answers[name]} matches", "ms", statistics.median(values))
 
 
+# -- codecs: pacsd's conversions against DCMTK's command-line tools -------------
+
+FRAMES = 10  # frames per codec file: a DCMTK tool's start-up is paid once per file
+CODEC_REPEATS = 3  # runs of each conversion; the best one counts
+CT_SOP = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word Secondary Capture
+RGB_SOP = "1.2.840.10008.5.1.4.1.1.7.4"  # Multi-frame True Color Secondary Capture
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian)
+
+
+def ct_pixels(frames: int, side: int = 512, seed: int = 14) -> np.ndarray:
+    """A CT-like 12-bit phantom, *frames* slices of it: a body with lungs,
+    a spine and a soft gradient, moving a little from slice to slice, and
+    scanner-like noise; the same numbers on every run."""
+    rng = np.random.default_rng(seed)
+    y, x = (np.mgrid[0:side, 0:side] / side) - 0.5
+    out = np.empty((frames, side, side), dtype=np.uint16)
+    for f in range(frames):
+        shift = 0.004 * f
+        hu = np.full((side, side), -1000.0)  # air
+        body = (x / 0.44) ** 2 + ((y - shift) / 0.34) ** 2 < 1
+        hu[body] = (40 + 60 * x)[body]  # soft tissue, brighter to one side as with beam hardening
+        for cx in (-0.18, 0.18):  # lungs
+            hu[((x - cx) / 0.13) ** 2 + ((y + 0.02 - shift) / (0.2 - shift)) ** 2 < 1] = -820
+        hu[(x**2 + (y - 0.2 - shift) ** 2) < 0.045**2] = 700  # vertebra
+        hu += rng.normal(0, 12, hu.shape)
+        out[f] = np.clip(hu + 1024, 0, 4095).astype(np.uint16)
+    return out
+
+
+def rgb_pixels(frames: int, side: int = 1024, seed: int = 14) -> np.ndarray:
+    """A photo-like 8-bit RGB image: smooth colour fields, a few discs, mild noise."""
+    rng = np.random.default_rng(seed)
+    y, x = (np.mgrid[0:side, 0:side] / side) - 0.5
+    out = np.empty((frames, side, side, 3), dtype=np.uint8)
+    for f in range(frames):
+        r = 128 + 90 * np.sin(2 * np.pi * (2 * x + f / 10))
+        g = 128 + 90 * np.cos(2 * np.pi * 1.5 * y)
+        b = 255 * (1 - np.hypot(x, y))
+        disc = (x - 0.2) ** 2 + (y + 0.1 * f / max(frames, 1)) ** 2 < 0.1**2
+        r[disc], g[disc], b[disc] = 230, 40, 60
+        rgb = np.stack([r, g, b], axis=-1) + rng.normal(0, 3, (side, side, 3))
+        out[f] = np.clip(rgb, 0, 255).astype(np.uint8)
+    return out
+
+
+def image_file(path: Path, pixels: np.ndarray) -> Path:
+    """*pixels* (frames, rows, columns[, 3]) as a multi-frame Secondary
+    Capture object in Explicit VR Little Endian."""
+    colour = pixels.ndim == 4
+    ds = synth.ct(patient_id="BENCH-CODECS", pixel_bytes=2)
+    ds.SOPClassUID = RGB_SOP if colour else CT_SOP
+    ds.Modality = "OT" if colour else "CT"
+    ds.NumberOfFrames = pixels.shape[0]
+    ds.Rows, ds.Columns = pixels.shape[1:3]
+    ds.SamplesPerPixel = 3 if colour else 1
+    ds.PhotometricInterpretation = "RGB" if colour else "MONOCHROME2"
+    if colour:
+        ds.PlanarConfiguration = 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    else:
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+    ds.PixelData = pixels.tobytes()
+    return synth.write(ds, path)
+
+
+def part10(dataset: bytes, like: Path, syntax: str, path: Path) -> Path:
+    """A Part 10 file of *dataset* (what ``convert`` returns: no file
+    meta) in *syntax*, with the file meta of *like* otherwise."""
+    meta = pydicom.dcmread(like, stop_before_pixels=True).file_meta
+    meta.TransferSyntaxUID = UID(syntax)
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    path.write_bytes(b"\0" * 128 + b"DICM" + fp.getvalue() + dataset)
+    return path
+
+
+@dataclass
+class Conversion:
+    name: str
+    source: str  # which of an image's files it starts from
+    target: str
+    tool: str | None  # the DCMTK tool doing the same; None: DCMTK cannot
+
+
+def conversions(lossy_jpeg: str) -> list[Conversion]:
+    return [
+        Conversion(f"{lossy_jpeg} decode", "jpeg", ExplicitVRLittleEndian, "dcmdjpeg"),
+        Conversion("JPEG-LS Lossless encode", "raw", JPEGLSLossless, "dcmcjpls"),
+        Conversion("JPEG-LS Lossless decode", "jls", ExplicitVRLittleEndian, "dcmdjpls"),
+        Conversion("RLE Lossless encode", "raw", RLELossless, "dcmcrle"),
+        Conversion("RLE Lossless decode", "rle", ExplicitVRLittleEndian, "dcmdrle"),
+        # Debian's DCMTK has no JPEG 2000 codec.
+        Conversion("JPEG 2000 Lossless encode", "raw", JPEG2000Lossless, None),
+        Conversion("JPEG 2000 Lossless decode", "j2k", ExplicitVRLittleEndian, None),
+    ]
+
+
+def dcmtk_run(tool: str, source: Path, out: Path, *options: str) -> float:
+    """Seconds of one run of DCMTK's *tool* from *source* to *out*."""
+    start = time.perf_counter()
+    done = subprocess.run([peers.dcmtk(tool), *options, str(source), str(out)], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{tool} {source.name} failed: {done.stderr[-1000:]}")
+    return elapsed
+
+
+def syntax_of(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+
+
+def run_codecs(root: Path, frames: int, repeats: int, sample: Callable[[str, str, str, float], None]) -> None:
+    """Milliseconds per frame of each conversion of a 512x512 16-bit CT and
+    a 1024x1024 RGB image, *frames* frames each: pacsd's ``convert`` in this
+    process (the best of *repeats*), and DCMTK's tool on the same file (the
+    best of *repeats*, less the best ``dcmconv`` copy of that file: start-up,
+    reading and writing, which a conversion inside pacsd does not repeat)."""
+    work = root / "codecs"
+    work.mkdir()
+    images = [
+        ("CT 512x512 16-bit", "ct", ct_pixels(frames), "JPEG Extended", "+ee"),
+        ("RGB 1024x1024 8-bit", "rgb", rgb_pixels(frames), "JPEG Baseline", "+eb"),
+    ]
+    for label, stem, pixels, lossy_jpeg, jpeg_mode in images:
+        raw = image_file(work / f"{stem}.dcm", pixels)
+        files = {"raw": raw, "jpeg": work / f"{stem}-jpeg.dcm", "jls": work / f"{stem}-jls.dcm"}
+        files["rle"] = work / f"{stem}-rle.dcm"
+        # Compressed sources made by DCMTK where it can, by pacsd where only it can.
+        dcmtk_run("dcmcjpeg", raw, files["jpeg"], jpeg_mode)
+        dcmtk_run("dcmcjpls", raw, files["jls"])
+        dcmtk_run("dcmcrle", raw, files["rle"])
+        files["j2k"] = part10(convert(raw, JPEG2000Lossless), raw, JPEG2000Lossless, work / f"{stem}-j2k.dcm")
+        for conv in conversions(lossy_jpeg):
+            source = files[conv.source]
+            data = source.read_bytes()
+            best = min(_timed(convert, data, conv.target) for _ in range(repeats))
+            sample("pacsd", f"{label}: {conv.name}", "ms/frame", best * 1000 / frames)
+            if conv.tool is None:
+                continue
+            out = work / "out.dcm"
+            tool = min(dcmtk_run(conv.tool, source, out) for _ in range(repeats))
+            if syntax_of(out) != conv.target:
+                raise RuntimeError(f"{conv.tool} wrote {syntax_of(out)}, not {conv.target}")
+            copy = min(dcmtk_run("dcmconv", source, out) for _ in range(repeats))
+            sample("dcmtk", f"{label}: {conv.name}", "ms/frame", max(tool - copy, 0.0) * 1000 / frames)
+    shutil.rmtree(work)
+
+
+def _timed(fn: Callable[..., object], *args: object) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+# -- move-jls: C-MOVE of JPEG-LS objects to an uncompressed-only storescp ------
+
+JLS_MOVES = 3  # C-MOVEs per archive and round (one takes a second or more: every object is decoded)
+
+
+def make_jls_study(root: Path, count: int) -> tuple[Path, str, bytes]:
+    """*count* JPEG-LS Lossless CT objects of one new study (one 512x512
+    16-bit image, encoded once by pacsd's encoder; fresh UIDs each): their
+    directory, the study UID, and the uncompressed pixel bytes."""
+    out = root / "jls"
+    out.mkdir()
+    pixels = ct_pixels(1)[0]
+    raw = image_file(root / "jls-source.dcm", pixels[np.newaxis])
+    first = synth.ct(patient_id="BENCH-JLS", pixel_bytes=2)
+    ds = pydicom.dcmread(part10(convert(raw, JPEGLSLossless), raw, JPEGLSLossless, root / "jls-one.dcm"))
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "PatientID", "PatientName"):
+        setattr(ds, keyword, getattr(first, keyword))
+    ds.SOPClassUID = CTImageStorage
+    del ds.NumberOfFrames
+    for n in range(count):  # the one encoded image, under a new instance UID each time
+        ds.SOPInstanceUID = synth.new_uid()
+        ds.InstanceNumber = n + 1
+        synth.set_meta(ds, JPEGLSLossless)
+        ds.save_as(out / f"{n:05}.dcm", enforce_file_format=True)
+    return out, first.StudyInstanceUID, pixels.tobytes()
+
+
+def uncompressed_check(pixels: bytes) -> Callable[[str, Path], None]:
+    """A check of what a C-MOVE delivered: every file uncompressed, and
+    (one of them read whole) the original pixels, bit for bit."""
+
+    def check(peer: str, received: Path) -> None:
+        files = sorted(received.iterdir())
+        compressed = [f.name for f in files if syntax_of(f) not in UNCOMPRESSED]
+        if compressed:
+            raise RuntimeError(f"C-MOVE from {peer}: {len(compressed)} files arrived compressed, e.g. {compressed[0]}")
+        if files and pydicom.dcmread(files[0]).PixelData != pixels:
+            raise RuntimeError(f"C-MOVE from {peer}: {files[0].name} does not hold the original pixels")
+
+    return check
+
+
+def serving(stack: ExitStack, root: Path, archives: list[str], files: Path, *options: str) -> list[tuple[Peer, Path]]:
+    """Each of *archives* up (until *stack* closes) holding *files* (sent
+    by storescu with *options*), with a DEST storescp of its own: the
+    archive and the directory DEST writes to."""
+    running = []
+    for name in archives:
+        work = Path(tempfile.mkdtemp(dir=root))
+        # The C-MOVE destination keeps what it receives in memory where it can:
+        # on disk, its own file creation was most of what a move measured.
+        received = Path(tempfile.mkdtemp(dir=MEMORY if MEMORY.is_dir() else work))
+        stack.callback(shutil.rmtree, received, ignore_errors=True)
+        dest = stack.enter_context(storescp(work, ae_title="DEST", out=received))
+        peer = stack.enter_context(PEERS[name](work, ("DEST", dest.port)))
+        ingest(peer, [files], *options)
+        running.append((peer, received))
+    return running
+
+
 @dataclass
 class DataSet:
     name: str
@@ -303,15 +544,20 @@ def run(args: argparse.Namespace) -> list[Row]:
     try:
         if "mwl" in args.only:
             run_mwl(root, args.mwl_items, args.mwl_queries, sample)
-        small = make_set(root, "small", args.small // 100 or 1, min(100, args.small), args.small_bytes)
-        large = make_set(root, "large", 4, max(1, args.large // 4), args.large_bytes)
-        move_study = pydicom.dcmread(next(iter(sorted(small.whole.iterdir())))).StudyInstanceUID
-        move_count = min(100, args.small)
+        if "codecs" in args.only:
+            run_codecs(root, args.frames, args.codec_repeats, sample)
+        wanted = set(args.only)
+        small = large = None
+        if {"store-small", "find", "move"} & wanted:
+            small = make_set(root, "small", args.small // 100 or 1, min(100, args.small), args.small_bytes)
+        if "store-large" in wanted:
+            large = make_set(root, "large", 4, max(1, args.large // 4), args.large_bytes)
+        jls = make_jls_study(root, args.jls) if "move-jls" in wanted else None
         for round_ in range(args.rounds):
             shift = round_ % len(args.peers)
             order = args.peers[shift:] + args.peers[:shift]
             for data in (small, large):
-                if f"store-{data.name}" not in args.only:
+                if data is None or f"store-{data.name}" not in wanted:
                     continue
                 for label, parts in (("1 assoc", [data.whole]), ("4 assoc", data.parts)):
                     for name in order:
@@ -322,28 +568,27 @@ def run(args: argparse.Namespace) -> list[Row]:
                         sample(name, f"store {data.name} {label}", "inst/s", data.files / seconds)
                         sample(name, f"store {data.name} {label} MB/s", "MB/s", data.bytes / seconds / 1e6)
             archives = [name for name in order if name != "storescp"]
-            if archives and {"find", "move"} & set(args.only):
+            if archives and small and {"find", "move"} & wanted:
                 # Every archive up at once, each with the small set, so that
                 # their C-FIND queries can alternate.
                 with ExitStack() as stack:
-                    running = []
-                    for name in archives:
-                        work = Path(tempfile.mkdtemp(dir=root))
-                        # The C-MOVE destination keeps what it receives in memory where it can:
-                        # on disk, its own file creation was most of what a move measured.
-                        received = Path(tempfile.mkdtemp(dir=MEMORY if MEMORY.is_dir() else work))
-                        stack.callback(shutil.rmtree, received, ignore_errors=True)
-                        dest = stack.enter_context(storescp(work, ae_title="DEST", out=received))
-                        peer = stack.enter_context(PEERS[name](work, ("DEST", dest.port)))
-                        ingest(peer, [small.whole])
-                        running.append((peer, received))
-                    if "find" in args.only:
+                    running = serving(stack, root, archives, small.whole)
+                    if "find" in wanted:
                         for name, (ms, each) in find_latencies([peer for peer, _ in running], args.queries).items():
                             sample(name, "C-FIND study median", "ms", ms)
                             sample(name, f"C-FIND study, {REPEATS} on one assoc", "ms/query", each)
-                    if "move" in args.only:
+                    if "move" in wanted:
+                        move_study = pydicom.dcmread(next(iter(sorted(small.whole.iterdir())))).StudyInstanceUID
+                        move_count = min(100, args.small)
                         for name, rate in move_rates(running, move_study, move_count).items():
                             sample(name, f"C-MOVE {move_count}-instance study", "inst/s", rate)
+            if archives and jls:
+                folder, study_uid, pixels = jls
+                with ExitStack() as stack:
+                    running = serving(stack, root, archives, folder, "-xt")  # sent as JPEG-LS
+                    check = uncompressed_check(pixels)
+                    for name, rate in move_rates(running, study_uid, args.jls, args.jls_moves, check).items():
+                        sample(name, f"C-MOVE {args.jls} JPEG-LS to uncompressed", "inst/s", rate)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     workloads = list(dict.fromkeys(workload for _, workload, _ in samples))
@@ -356,28 +601,43 @@ def run(args: argparse.Namespace) -> list[Row]:
 
 
 def table(rows: list[Row]) -> str:
+    """The rows as a table, pacsd first and its ratio to each other peer.
+    Consecutive workloads share a header while one's peers include the
+    other's (the codecs against DCMTK, the archives against each other)."""
     by = {(r.peer, r.workload): r for r in rows}
-    workloads = list(dict.fromkeys(r.workload for r in rows))
-    peers = list(dict.fromkeys(r.peer for r in rows))
-    others = [p for p in peers if p != "pacsd"]
-    lines = [f"{'workload':<44}" + "".join(f"{p:>12}" for p in peers) + "".join(f"{'vs ' + p:>14}" for p in others)]
-    for w in workloads:
-        cells = []
-        for p in peers:
-            r = by.get((p, w))
-            cells.append(f"{r.value:>12.{2 if r.value < 10 else 1}f}" if r else f"{'-':>12}")
-        ratios = []
-        ours = by.get(("pacsd", w))
-        for other in others:
-            theirs = by.get((other, w))
-            if ours and theirs and theirs.value and ours.value:
-                # For latencies lower is better: report the speed-up either way.
-                ratio = theirs.value / ours.value if ours.unit.startswith("ms") else ours.value / theirs.value
-                ratios.append(f"{ratio:>13.2f}x")
-            else:
-                ratios.append(f"{'-':>14}")
-        unit = (ours or by.get((peers[0], w))).unit  # type: ignore[union-attr]
-        lines.append(f"{w + ' (' + unit + ')':<44}" + "".join(cells) + "".join(ratios))
+    groups: list[tuple[list[str], list[str]]] = []  # (peers, workloads)
+    for w in dict.fromkeys(r.workload for r in rows):
+        peers = sorted(dict.fromkeys(r.peer for r in rows if r.workload == w), key=lambda p: p != "pacsd")
+        if groups and (set(peers) <= set(groups[-1][0]) or set(groups[-1][0]) <= set(peers)):
+            groups[-1][0].extend(p for p in peers if p not in groups[-1][0])
+            groups[-1][1].append(w)
+        else:
+            groups.append((peers, [w]))
+    units = {r.workload: r.unit for r in rows}
+    width = max(44, *(len(f"{w} ({units[w]})") + 2 for w in units))
+    lines = []
+    for peers, workloads in groups:
+        others = [p for p in peers if p != "pacsd"]
+        if lines:
+            lines.append("")
+        header = f"{'workload':<{width}}" + "".join(f"{p:>12}" for p in peers)
+        lines.append(header + "".join(f"{'vs ' + p:>14}" for p in others))
+        for w in workloads:
+            cells = []
+            for p in peers:
+                r = by.get((p, w))
+                cells.append(f"{r.value:>12.{2 if r.value < 10 else 1}f}" if r else f"{'–':>12}")
+            ratios = []
+            ours = by.get(("pacsd", w))
+            for other in others:
+                theirs = by.get((other, w))
+                if ours and theirs and theirs.value and ours.value:
+                    # For latencies lower is better: report the speed-up either way.
+                    ratio = theirs.value / ours.value if ours.unit.startswith("ms") else ours.value / theirs.value
+                    ratios.append(f"{ratio:>13.2f}x")
+                else:
+                    ratios.append(f"{'–':>14}")
+            lines.append(f"{w + ' (' + units[w] + ')':<{width}}" + "".join(cells) + "".join(ratios))
     return "\n".join(lines)
 
 
@@ -393,12 +653,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mwl-queries", type=int, default=50, help="findscu -W runs per peer (median)")
     p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     p.add_argument("--only", nargs="+", default=WORKLOADS, choices=WORKLOADS, help="workloads to run (default all)")
+    p.add_argument("--frames", type=int, default=FRAMES, help=f"frames per codecs image (default {FRAMES})")
+    p.add_argument("--codec-repeats", type=int, default=CODEC_REPEATS, help="runs per conversion (the best counts)")
+    p.add_argument("--jls", type=int, default=100, help="JPEG-LS objects in the move-jls study (default 100)")
+    p.add_argument("--jls-moves", type=int, default=JLS_MOVES, help="move-jls C-MOVEs per archive and round")
     p.add_argument("--rounds", type=int, default=3, help="runs of every workload; the table shows medians")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if args.quick:
         args.small, args.large, args.queries, args.large_bytes, args.rounds = 8, 4, 2, 64 * 1024, 1
         args.mwl_items, args.mwl_queries = 200, 3
+        args.frames, args.codec_repeats, args.jls, args.jls_moves = 1, 1, 8, 1
     rows = run(args)
     print(table(rows))
     if args.json:
