@@ -29,6 +29,10 @@ class SOPClassMismatch(RequestMismatch):
     """The dataset's SOP Class UID is not the one the request announced."""
 
 
+class StudyMismatch(RequestMismatch):
+    """An object sent to one study (STOW-RS ``/studies/{study}``) that belongs to another."""
+
+
 class IdentityConflict(Refusal):
     """The object's identifiers disagree with links already in the index."""
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from pacsd.domain import charset, transfer
+from pacsd.domain.errors import OverBudget, StudyMismatch
 from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import Change, FetchRecord, Outcome, Result, RetrievePlan, StoredInstance
 from pacsd.domain.query import C_FIND, UNIQUE_KEYS, InformationModel, SearchOptions, query_level, text_value
-from pacsd.domain.received import Received
+from pacsd.domain.received import Received, validate
 from pacsd.domain.worklist import WorklistEntry
 from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch, no_watch
 from pacsd.services import mpps, pixels, retrieve, worklist
@@ -83,6 +84,22 @@ class Archive:
             fetch_id = self.source.fetch_of(*move_originator, received.source_ae)
             if fetch_id is not None:
                 return Outcome(Result.STAGED, self.source.stage(fetch_id, received))
+        return self.ingest.store(received)
+
+    def store_upload(self, received: Received, study_uid: str | None = None) -> Outcome:
+        """Store an object uploaded over HTTP (STOW-RS): the C-STORE ingest,
+        never a proxy fetch's arrival. With *study_uid* (the study the
+        request names) an object of another study is refused, StudyMismatch."""
+        budget = self.limits.object_bytes(received.sop_class_uid)
+        if len(received.dataset) > budget:
+            raise OverBudget("max_object_bytes", f"dataset of {len(received.dataset)} bytes exceeds {budget}")
+        if study_uid is not None:
+            header = validate(received, self.limits)
+            if header.study_uid != study_uid:
+                raise StudyMismatch(
+                    f"SOP instance {header.sop_instance_uid} belongs to study {header.study_uid}, "
+                    f"not to {study_uid} named in the request"
+                )
         return self.ingest.store(received)
 
     def store_fetched(self, files: list[Path], fetch: FetchRecord) -> int:

@@ -11,6 +11,8 @@ from typing import Any
 
 from pacsd.domain import errors
 
+OK = 200
+ACCEPTED = 202
 NOT_MODIFIED = 304
 BAD_REQUEST = 400
 NOT_FOUND = 404
@@ -41,6 +43,44 @@ NOT_SENDABLE: dict[type[errors.NotSendable], int] = {
     errors.ConversionFailed: NOT_ACCEPTABLE,  # the stored syntax (transfer-syntax=*) still works
     errors.Unreadable: INTERNAL_ERROR,  # the archive lost or damaged the file: fsck names it
 }
+
+
+# STOW-RS Failure Reason (0008,1197) of an instance, by refusal: the codes
+# C-STORE answers (pacsd.wire.statuses.STORE_REFUSALS, which this module may
+# not import; tests/unit/test_stow_statuses.py keeps the two equal), so an
+# object refused over DIMSE and over DICOMweb is refused with one code.
+# PS3.18 I.2.2 ranges: A7xx out of resources, A9xx data set does not match
+# its SOP class, Cxxx cannot understand.
+STOW_FAILURES: dict[type[errors.Refusal], int] = {
+    errors.InvalidObject: 0xC000,  # also: a part that is not a Part 10 file, or not application/dicom
+    errors.InvalidUID: 0xC001,
+    errors.RequestMismatch: 0xC002,  # the dataset's SOP Instance UID differs from its file meta's
+    errors.OverBudget: 0xC003,
+    errors.SOPClassMismatch: 0xA900,
+    # The instance is of another study than the one the request names
+    # (/studies/{study}); the code Azure's DICOM service gives it.
+    errors.StudyMismatch: 0xA901,
+    errors.IdentityConflict: 0xC010,
+    errors.StorageFailure: 0xA700,
+}
+STOW_PROCESSING_FAILURE = 0x0110  # a bug: logged with its traceback
+# A different object under a stored SOP Instance UID: the stored one is kept
+# and this one discarded, so it is a failed instance; C-STORE's code for it.
+STOW_DUPLICATE_KEPT = 0xB006
+# Warning Reason (0008,1196), pacsd's own (PS3.18 I.2.1 allows them): stored
+# as sent, but values the index cannot hold (named in the ErrorComment) were
+# left out of the index, so searches on them do not find the instance.
+STOW_INDEX_VALUES_IGNORED = 0xB010
+
+
+def stow_failure(exc: Exception) -> tuple[int, str]:
+    """The (Failure Reason, comment) of an instance whose store raised *exc*."""
+    if isinstance(exc, errors.Refusal):
+        for cls in type(exc).__mro__:
+            if cls in STOW_FAILURES:
+                return STOW_FAILURES[cls], str(exc)
+        return STOW_PROCESSING_FAILURE, str(exc)
+    return STOW_PROCESSING_FAILURE, f"internal error: {type(exc).__name__}"
 
 
 class HttpError(Exception):
