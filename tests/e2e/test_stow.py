@@ -142,7 +142,7 @@ def test_dicomweb_client_store_comes_back_through_find_move_and_get(setup: Setup
     assert answer.RetrieveURL == f"{setup.url}/dicomweb/studies/{ct.StudyInstanceUID}"
     by_sop = {r.ReferencedSOPInstanceUID: r for r in refs}
     assert by_sop[jls.SOPInstanceUID].RetrieveURL == (
-        f"http://127.0.0.1/dicomweb/studies/{ct.StudyInstanceUID}/series/{jls.SeriesInstanceUID}"
+        f"{setup.url}/dicomweb/studies/{ct.StudyInstanceUID}/series/{jls.SeriesInstanceUID}"
         f"/instances/{jls.SOPInstanceUID}"
     )
     assert by_sop[ct.SOPInstanceUID].ReferencedSOPClassUID == ct.SOPClassUID
