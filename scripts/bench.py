@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import email.message
 import json
 import os
 import shutil
@@ -23,7 +24,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import pydicom
 from pydicom.filebase import DicomBytesIO
@@ -56,7 +59,8 @@ FIND_KEYS = [
 MEMORY = Path("/dev/shm")  # a tmpfs on Linux
 REPEATS = 200  # queries on one association, for the per-query C-FIND figure
 MOVES = 7  # C-MOVEs per archive and round
-WORKLOADS = ["store-small", "store-large", "find", "move", "mwl", "codecs", "move-jls"]
+WEB_WORKLOADS = ["qido", "metadata", "wado", "stow"]  # over DICOMweb, pacsd against Orthanc's plugin
+WORKLOADS = ["store-small", "store-large", "find", "move", "mwl", "codecs", "move-jls", *WEB_WORKLOADS]
 # A modality's typical worklist query: its station, today, its modality; with
 # what it shows in its list.
 MWL_STATION = 3
@@ -84,34 +88,51 @@ class Peer:
     ae_title: str
     port: int
     proc: subprocess.Popen[bytes]
+    web: str = ""  # its DICOMweb base URL ("": it serves none)
 
 
 @contextmanager
 def _running(
-    proc: subprocess.Popen[bytes], port: int, name: str, ae_title: str, log: Path | None = None
+    proc: subprocess.Popen[bytes],
+    port: int,
+    name: str,
+    ae_title: str,
+    log: Path | None = None,
+    web: tuple[int, str] | None = None,
 ) -> Iterator[Peer]:
-    """The started *proc* as a peer once it listens; stopped on the way out."""
+    """The started *proc* as a peer once it listens (and on *web*'s HTTP
+    port, with that path as its DICOMweb root); stopped on the way out."""
     try:
         peers.wait_for_port(proc, port, name, log, timeout=60)
-        yield Peer(name, ae_title, port, proc)
+        if web:
+            peers.wait_for_port(proc, web[0], name, log, timeout=60)
+        base = f"http://{peers.LOOPBACK}:{web[0]}{web[1]}" if web else ""
+        yield Peer(name, ae_title, port, proc, base)
     finally:
         peers.stop(proc)
 
 
-def pacsd(work: Path, dest: tuple[str, int] | None) -> AbstractContextManager[Peer]:
+def pacsd(work: Path, dest: tuple[str, int] | None, web: bool = False) -> AbstractContextManager[Peer]:
+    """pacsd on *work*/data (and on HTTP too if *web*); started again on the
+    same *work*, it serves what it held."""
     port = peers.free_port()
     remotes = peers.remote_toml(dest[0], dest[1]) if dest else ""
-    config = peers.pacsd_config(work / "pacsd.toml", port=port, data_dir=work / "data", extra=remotes)
+    http_port = peers.free_port() if web else 0
+    http = f"[http]\nport = {http_port}\n" if web else ""
+    config = peers.pacsd_config(work / "pacsd.toml", port=port, data_dir=work / "data", extra=remotes + http)
     log = work / "pacsd.log"
     # This checkout's pacsd, whatever the working directory.
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = peers.start(peers.pacsd_command("serve", "--config", str(config)), log, env=env, stdout_to_log=False)
-    return _running(proc, port, "pacsd", "PACSD", log)
+    return _running(proc, port, "pacsd", "PACSD", log, (http_port, "/dicomweb") if web else None)
 
 
-def orthanc(work: Path, dest: tuple[str, int] | None) -> AbstractContextManager[Peer]:
-    server = peers.Orthanc(work, ae_title="ORTHANC", modalities=dict([dest]) if dest else {}, name="bench")
-    return _running(server.launch(), server.port, "orthanc", server.ae_title, server.log)
+def orthanc(work: Path, dest: tuple[str, int] | None, web: bool = False) -> AbstractContextManager[Peer]:
+    """Orthanc on *work* (with its DICOMweb plugin if *web*)."""
+    modalities = dict([dest]) if dest else {}
+    server = peers.Orthanc(work, ae_title="ORTHANC", modalities=modalities, name="bench", dicomweb=web)
+    http = (server.http_port, peers.DICOMWEB_ROOT) if web else None
+    return _running(server.launch(), server.port, "orthanc", server.ae_title, server.log, http)
 
 
 def storescp(
@@ -508,6 +529,242 @@ def serving(stack: ExitStack, root: Path, archives: list[str], files: Path, *opt
     return running
 
 
+# -- DICOMweb: QIDO-RS, /metadata, WADO-RS and STOW-RS against Orthanc's plugin
+
+WEB_ARCHIVES = ("pacsd", "orthanc")  # storescp serves no DICOMweb
+DICOM_JSON = "application/dicom+json"
+DICOM_PARTS = 'multipart/related; type="application/dicom"'
+STUDIES_PER_PATIENT = 4  # in the QIDO set: a search by PatientID matches 4 studies
+QIDO_LIMIT = 100
+NAME_PREFIX = "Generated^Patient0000"  # synth's names: patients 0-9 (and the series' patient 0)
+STOW_BOUNDARY = "pacsd-bench-stow-boundary"
+NUMBER_OF_STUDY_RELATED_INSTANCES = "00201208"
+
+
+@dataclass
+class Stow:
+    label: str
+    study_uid: str
+    instances: int
+    bodies: list[bytes]  # one multipart/related request body each
+
+
+@dataclass
+class WebSets:
+    studies: Path  # one small instance per study, STUDIES_PER_PATIENT studies per patient
+    series: Path  # one series, for /metadata and WADO-RS
+    series_path: str  # its URL path under a DICOMweb root
+    searches: list[tuple[str, dict[str, str], int]]  # (label, query, matches)
+    stows: list[Stow]
+
+
+def multipart_body(files: list[bytes]) -> bytes:
+    parts = [f"--{STOW_BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode() + f + b"\r\n" for f in files]
+    return b"".join(parts) + f"--{STOW_BOUNDARY}--\r\n".encode()
+
+
+def make_web_sets(root: Path, studies: int, instances: int, pixel_bytes: int, stow: int, batches: int) -> WebSets:
+    """The QIDO set (*studies* studies), the series of *instances* objects
+    of *pixel_bytes*, and two STOW studies of *stow* small objects (one
+    request of them all; *batches* requests), each its own new study."""
+    synth.generate(root / "web-studies", studies, 1, 1, 2048, max(1, studies // STUDIES_PER_PATIENT), "BENCHWEB")
+    synth.generate(root / "web-series", 1, 1, instances, pixel_bytes, 1, "BENCHSER")
+    first = pydicom.dcmread(next(iter(sorted((root / "web-series").iterdir()))), stop_before_pixels=True)
+    names = [
+        str(pydicom.dcmread(f, stop_before_pixels=True).PatientName)
+        for f in [*sorted((root / "web-studies").iterdir()), root / "web-series" / f"{0:06}-000-00000.dcm"]
+    ]
+    by_id = sum(name == "Generated^Patient000000" for name in names[:-1])
+    searches = [
+        (f"by PatientID ({by_id} matches)", {"PatientID": "BENCHWEB000000"}, by_id),
+        (
+            f"by PatientName wildcard ({sum(n.startswith(NAME_PREFIX) for n in names)} matches)",
+            {"PatientName": NAME_PREFIX + "*"},
+            sum(n.startswith(NAME_PREFIX) for n in names),
+        ),
+        (f"all, limit={QIDO_LIMIT}", {"limit": str(QIDO_LIMIT)}, min(QIDO_LIMIT, studies + 1)),
+    ]
+    stows = []
+    for requests in (1, batches):
+        folder = root / f"web-stow-{requests}"
+        synth.generate(folder, 1, 1, stow, 2048, 1, f"BENCHSTOW{requests}")
+        files = [f.read_bytes() for f in sorted(folder.iterdir())]
+        size = -(-len(files) // requests)
+        label = "1 request" if requests == 1 else f"{requests} requests of {size}"
+        study_uid = pydicom.dcmread(folder / f"{0:06}-000-00000.dcm", stop_before_pixels=True).StudyInstanceUID
+        bodies = [multipart_body(files[n : n + size]) for n in range(0, len(files), size)]
+        stows.append(Stow(label, study_uid, len(files), bodies))
+    series_path = f"/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}"
+    return WebSets(root / "web-studies", root / "web-series", series_path, searches, stows)
+
+
+class Web:
+    """One peer's DICOMweb over one kept-alive HTTP connection; any answer
+    but 200 is an error naming the peer, the request and what it said."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.name = peer.name
+        self.http = httpx.Client(base_url=peer.web, timeout=600)
+
+    def send(self, method: str, path: str, accept: str = DICOM_JSON, **kwargs: Any) -> tuple[float, httpx.Response]:
+        """Seconds to the end of the answer's body, and the answer."""
+        start = time.perf_counter()
+        answer = self.http.request(method, path, headers={"Accept": accept, **kwargs.pop("headers", {})}, **kwargs)
+        seconds = time.perf_counter() - start
+        if answer.status_code != 200:
+            raise RuntimeError(f"{method} {path} to {self.name}: {answer.status_code} {answer.text[:500]}")
+        return seconds, answer
+
+    def array(self, path: str, expected: int, **kwargs: Any) -> float:
+        """Seconds of a GET answered with a DICOM JSON array of *expected* objects."""
+        seconds, answer = self.send("GET", path, **kwargs)
+        got = len(answer.json())
+        if got != expected:
+            raise RuntimeError(f"GET {path} to {self.name}: {got} objects, not {expected}")
+        return seconds
+
+    def instances_in_study(self, study_uid: str) -> int:
+        params = {"StudyInstanceUID": study_uid, "includefield": NUMBER_OF_STUDY_RELATED_INSTANCES}
+        _, answer = self.send("GET", "/studies", params=params)
+        found = answer.json()
+        return int(found[0][NUMBER_OF_STUDY_RELATED_INSTANCES]["Value"][0]) if found else 0
+
+
+def dicom_parts(body: bytes, content_type: str) -> int:
+    """How many parts the multipart/related *body* holds, each checked to
+    be a Part 10 file (its preamble, then ``DICM``)."""
+    header = email.message.Message()
+    header["Content-Type"] = content_type
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or header.get_content_type() != "multipart/related":
+        raise RuntimeError(f"not a multipart/related answer: {content_type}")
+    pieces = (b"\r\n" + body).split(b"\r\n--" + boundary.encode())
+    if len(pieces) < 2 or not pieces[-1].startswith(b"--"):
+        raise RuntimeError("the multipart answer does not end with its closing delimiter")
+    for n, piece in enumerate(pieces[1:-1]):
+        _, blank, content = piece.partition(b"\r\n\r\n")
+        if not blank or content[128:132] != b"DICM":
+            raise RuntimeError(f"part {n + 1} of the multipart answer is not a Part 10 file")
+    return len(pieces) - 2
+
+
+@contextmanager
+def web_archives(works: dict[str, Path]) -> Iterator[list[Web]]:
+    """Each archive of *works* (name -> its directory) up with DICOMweb, in
+    that order; stopped on the way out."""
+    with ExitStack() as stack:
+        webs = []
+        for name, work in works.items():
+            web = Web(stack.enter_context(PEERS[name](work, None, web=True)))
+            stack.callback(web.http.close)
+            webs.append(web)
+        yield webs
+
+
+def turns(webs: list[Web], n: int) -> list[Web]:
+    return webs if n % 2 else webs[::-1]
+
+
+def run_web(
+    root: Path,
+    sets: WebSets,
+    order: list[str],
+    args: argparse.Namespace,
+    sample: Callable[[str, str, str, float], None],
+) -> None:
+    """One round of the DICOMweb workloads, both archives fresh and up at
+    once, taking turns request by request: loaded over DICOM with the QIDO
+    set and the series, then searched; restarted (pacsd's metadata cache
+    deleted) for the cold /metadata, then the warm ones, WADO-RS and STOW-RS."""
+    wanted = set(args.only)
+    works = {name: Path(tempfile.mkdtemp(dir=root)) for name in order if name in WEB_ARCHIVES}
+    with web_archives(works) as webs:
+        for web in webs:
+            ingest(web.peer, [sets.studies, sets.series])
+        if "qido" in wanted:
+            qido_latencies(webs, sets, args.qido_requests, sample)
+    if wanted & {"metadata", "wado", "stow"}:
+        if "pacsd" in works:  # Orthanc keeps no such cache on disk
+            shutil.rmtree(works["pacsd"] / "data" / "cache" / "metadata", ignore_errors=True)
+        with web_archives(works) as webs:
+            count = len(list(sets.series.iterdir()))
+            if "metadata" in wanted:
+                metadata_latencies(webs, sets.series_path, count, args.metadata_repeats, sample)
+            if "wado" in wanted:
+                wado_rates(webs, sets.series_path, count, args.wado_repeats, sample)
+            if "stow" in wanted:
+                stow_rates(webs, sets.stows, sample)
+    for work in works.values():
+        shutil.rmtree(work)
+
+
+def qido_latencies(
+    webs: list[Web], sets: WebSets, requests: int, sample: Callable[[str, str, str, float], None]
+) -> None:
+    """The median ms of *requests* study searches of each shape (the first
+    of each, untimed, warms up); every answer must hold the expected matches."""
+    for label, query, matches in sets.searches:
+        # Not percent-encoded: Orthanc's plugin (1.7) matches %5E and %2A literally.
+        search = "/studies?" + "&".join(f"{key}={value}" for key, value in query.items())
+        times: dict[str, list[float]] = {web.name: [] for web in webs}
+        for n in range(requests + 1):
+            for web in turns(webs, n):
+                seconds = web.array(search, matches)
+                if n:
+                    times[web.name].append(seconds * 1000)
+        for name, values in times.items():
+            sample(name, f"QIDO studies {label}", "ms", statistics.median(values))
+
+
+def metadata_latencies(
+    webs: list[Web], series: str, count: int, repeats: int, sample: Callable[[str, str, str, float], None]
+) -> None:
+    """Ms of each archive's first /metadata of the series since it started,
+    then the median of *repeats* more."""
+    for web in webs:
+        sample(web.name, f"metadata {count}-instance series, cold", "ms", web.array(series + "/metadata", count) * 1000)
+    times: dict[str, list[float]] = {web.name: [] for web in webs}
+    for n in range(repeats):
+        for web in turns(webs, n):
+            times[web.name].append(web.array(series + "/metadata", count) * 1000)
+    for name, values in times.items():
+        sample(name, f"metadata {count}-instance series, warm", "ms", statistics.median(values))
+
+
+def wado_rates(
+    webs: list[Web], series: str, count: int, repeats: int, sample: Callable[[str, str, str, float], None]
+) -> None:
+    """The median MB/s of *repeats* WADO-RS retrieves of the series as
+    stored, each answer checked to hold *count* Part 10 files."""
+    rates: dict[str, list[float]] = {web.name: [] for web in webs}
+    for n in range(repeats):
+        for web in turns(webs, n):
+            seconds, answer = web.send("GET", series, accept=DICOM_PARTS + "; transfer-syntax=*")
+            got = dicom_parts(answer.content, answer.headers.get("content-type", ""))
+            if got != count:
+                raise RuntimeError(f"WADO-RS of the series from {web.name}: {got} parts, not {count}")
+            rates[web.name].append(len(answer.content) / seconds / 1e6)
+    for name, values in rates.items():
+        sample(name, f"WADO-RS {count}-instance series", "MB/s", statistics.median(values))
+
+
+def stow_rates(webs: list[Web], stows: list[Stow], sample: Callable[[str, str, str, float], None]) -> None:
+    """Instances/s of each STOW (its requests one after the other), each
+    answered 200, after which a QIDO search must count them all."""
+    for n, stow in enumerate(stows):
+        for web in turns(webs, n):
+            content_type = f"{DICOM_PARTS}; boundary={STOW_BOUNDARY}"
+            seconds = sum(
+                web.send("POST", "/studies", content=body, headers={"Content-Type": content_type})[0]
+                for body in stow.bodies
+            )
+            held = web.instances_in_study(stow.study_uid)
+            if held != stow.instances:
+                raise RuntimeError(f"after STOW-RS of {stow.instances}, {web.name} holds {held}")
+            sample(web.name, f"STOW-RS {stow.instances} instances, {stow.label}", "inst/s", stow.instances / seconds)
+
+
 @dataclass
 class DataSet:
     name: str
@@ -553,6 +810,9 @@ def run(args: argparse.Namespace) -> list[Row]:
         if "store-large" in wanted:
             large = make_set(root, "large", 4, max(1, args.large // 4), args.large_bytes)
         jls = make_jls_study(root, args.jls) if "move-jls" in wanted else None
+        web = None
+        if wanted & set(WEB_WORKLOADS):
+            web = make_web_sets(root, args.web_studies, args.web_series, args.web_bytes, args.stow, args.stow_batches)
         for round_ in range(args.rounds):
             shift = round_ % len(args.peers)
             order = args.peers[shift:] + args.peers[:shift]
@@ -589,6 +849,8 @@ def run(args: argparse.Namespace) -> list[Row]:
                     check = uncompressed_check(pixels)
                     for name, rate in move_rates(running, study_uid, args.jls, args.jls_moves, check).items():
                         sample(name, f"C-MOVE {args.jls} JPEG-LS to uncompressed", "inst/s", rate)
+            if web:
+                run_web(root, web, order, args, sample)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     workloads = list(dict.fromkeys(workload for _, workload, _ in samples))
@@ -657,6 +919,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--codec-repeats", type=int, default=CODEC_REPEATS, help="runs per conversion (the best counts)")
     p.add_argument("--jls", type=int, default=100, help="JPEG-LS objects in the move-jls study (default 100)")
     p.add_argument("--jls-moves", type=int, default=JLS_MOVES, help="move-jls C-MOVEs per archive and round")
+    p.add_argument("--web-studies", type=int, default=200, help="studies in the QIDO set (default 200)")
+    p.add_argument("--web-series", type=int, default=500, help="instances in the metadata/WADO series (default 500)")
+    p.add_argument("--web-bytes", type=int, default=512 * 1024, help="pixel bytes per instance of that series")
+    p.add_argument("--stow", type=int, default=500, help="small instances per STOW-RS study (default 500)")
+    p.add_argument("--stow-batches", type=int, default=10, help="requests of the batched STOW-RS (default 10)")
+    p.add_argument("--qido-requests", type=int, default=20, help="QIDO requests per query shape and peer (median)")
+    p.add_argument("--metadata-repeats", type=int, default=10, help="warm /metadata requests per peer (median)")
+    p.add_argument("--wado-repeats", type=int, default=3, help="WADO-RS retrieves per peer and round (median)")
     p.add_argument("--rounds", type=int, default=3, help="runs of every workload; the table shows medians")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = p.parse_args(argv)
@@ -664,6 +934,8 @@ def main(argv: list[str] | None = None) -> int:
         args.small, args.large, args.queries, args.large_bytes, args.rounds = 8, 4, 2, 64 * 1024, 1
         args.mwl_items, args.mwl_queries = 200, 3
         args.frames, args.codec_repeats, args.jls, args.jls_moves = 1, 1, 8, 1
+        args.web_studies, args.web_series, args.web_bytes, args.stow, args.stow_batches = 8, 6, 8 * 1024, 6, 2
+        args.qido_requests, args.metadata_repeats, args.wado_repeats = 2, 2, 1
     rows = run(args)
     print(table(rows))
     if args.json:

@@ -150,6 +150,9 @@ def pacsd_config(
 # -- Orthanc
 
 DICOM_SERVICES = ("Echo", "Store", "Find", "Move", "Get")
+# Debian's orthanc-dicomweb: QIDO-RS, STOW-RS and WADO-RS under DICOMWEB_ROOT.
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+DICOMWEB_ROOT = "/dicom-web"
 
 
 def orthanc_config(
@@ -161,11 +164,13 @@ def orthanc_config(
     modalities: Mapping[str, int],
     always_allow: Sequence[str] = DICOM_SERVICES,
     name: str = "orthanc",
+    dicomweb: bool = False,
 ) -> Path:
     """Write an Orthanc config beside *path*'s storage and index dirs.
 
     *modalities* (AE title -> port on loopback) are the peers Orthanc knows;
-    the services in *always_allow* it also grants to AE titles it does not.
+    the services in *always_allow* it also grants to AE titles it does not;
+    *dicomweb* loads the DICOMweb plugin (on its HTTP port, no login).
     """
     work = path.parent
     config = {
@@ -180,8 +185,11 @@ def orthanc_config(
         **{f"DicomAlwaysAllow{service}": service in always_allow for service in DICOM_SERVICES},
         "DicomModalities": {ae: [ae, LOOPBACK, port] for ae, port in modalities.items()},
         "StorageCompression": False,
-        "Plugins": [],
+        "Plugins": [str(DICOMWEB_PLUGIN)] if dicomweb else [],
     }
+    if dicomweb:
+        config["DicomWeb"] = {"Enable": True, "Root": DICOMWEB_ROOT + "/", "EnableWado": False}
+        config["AuthenticationEnabled"] = False
     path.write_text(json.dumps(config))
     return path
 
@@ -199,6 +207,7 @@ class Orthanc:
         modalities: Mapping[str, int] | None = None,
         always_allow: Sequence[str] = DICOM_SERVICES,
         name: str = "orthanc",
+        dicomweb: bool = False,
     ) -> None:
         self.workdir = workdir
         self.ae_title = ae_title
@@ -213,6 +222,7 @@ class Orthanc:
             modalities=modalities or {},
             always_allow=always_allow,
             name=name,
+            dicomweb=dicomweb,
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
