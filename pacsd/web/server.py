@@ -20,7 +20,11 @@ STARTUP_TIMEOUT = 30.0
 
 def bind(host: str, port: int, *, shared: bool) -> socket.socket:
     """A listening socket on (*host*, *port*); raises OSError."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY on an accepted
+    # connection only if its proto says TCP; without it, an answer on a
+    # kept-alive connection waited ~40 ms (Nagle against delayed ACK).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if shared:
