@@ -20,12 +20,13 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# apt_install PACKAGE COMMAND...: install PACKAGE when any COMMAND is missing.
+# apt_install PACKAGE COMMAND...: install PACKAGE when any COMMAND is missing
+# (a COMMAND starting with / is a file the package installs, a plugin say).
 apt_install() {
     local pkg=$1; shift
     local cmd
     for cmd in "$@"; do
-        if ! command -v "$cmd" >/dev/null 2>&1; then
+        if { [[ $cmd == /* ]] && [ ! -e "$cmd" ]; } || { [[ $cmd != /* ]] && ! command -v "$cmd" >/dev/null 2>&1; }; then
             echo "installing Debian package $pkg (for $cmd)" >&2
             as_root apt-get update -qq
             DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$pkg" >/dev/null
