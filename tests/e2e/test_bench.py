@@ -14,6 +14,7 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 
+from pacsd.testing import synth
 from tests.e2e.conftest import DCMTK_ENV, REPO
 
 
@@ -39,6 +40,17 @@ def test_bench_quick_runs_every_workload(tmp_path: Path) -> None:
     }
     for peer in ("pacsd", "orthanc"):  # each delivered 8 uncompressed files (else the bench fails)
         assert (peer, "C-MOVE 8 JPEG-LS to uncompressed") in workloads
+    # The DICOMweb workloads, each answered in full by both (else the bench fails).
+    for peer in ("pacsd", "orthanc"):
+        web = {w for p, w in workloads if p == peer}
+        assert {"QIDO studies by PatientID (4 matches)", "QIDO studies all, limit=100"} <= web
+        assert any(w.startswith("QIDO studies by PatientName wildcard") for w in web)
+        assert {"metadata 6-instance series, cold", "metadata 6-instance series, warm"} <= web
+        assert {
+            "WADO-RS 6-instance series",
+            "STOW-RS 6 instances, 1 request",
+            "STOW-RS 6 instances, 2 requests of 3",
+        } <= web
     assert all(r["value"] > 0 for r in rows)
     assert "vs orthanc" in result.stdout and "vs dcmtk" in result.stdout
 
@@ -75,3 +87,26 @@ def test_move_jls_check_refuses_a_compressed_or_altered_delivery(bench: ModuleTy
     with pytest.raises(RuntimeError, match="does not hold the original pixels"):
         check("peer", received)
     assert pydicom.dcmread(files[1]).file_meta.TransferSyntaxUID == JPEGLSLossless
+
+
+def test_dicom_parts_counts_part10_files_and_refuses_a_broken_answer(bench: ModuleType, tmp_path: Path) -> None:
+    """A WADO-RS figure only counts if the answer held every file: a body
+    without its closing delimiter, a part that is not Part 10, or an answer
+    that is not multipart/related is an error, not a figure."""
+    files = [synth.write(synth.ct(pixel_bytes=64), tmp_path / f"{n}.dcm").read_bytes() for n in range(3)]
+    content_type = 'multipart/related; type="application/dicom"; boundary="b-1"'
+
+    def body(parts: list[bytes], close: bool = True) -> bytes:
+        out = b"".join(b"--b-1\r\nContent-Type: application/dicom\r\n\r\n" + part + b"\r\n" for part in parts)
+        return out + (b"--b-1--\r\n" if close else b"")
+
+    assert bench.dicom_parts(body(files), content_type) == 3
+    with pytest.raises(RuntimeError, match="closing delimiter"):
+        bench.dicom_parts(body(files, close=False), content_type)
+    with pytest.raises(RuntimeError, match="part 2 of the multipart answer is not a Part 10 file"):
+        bench.dicom_parts(body([files[0], files[1][132:], files[2]]), content_type)
+    with pytest.raises(RuntimeError, match="not a multipart/related answer"):
+        bench.dicom_parts(body(files), "application/dicom")
+    # The STOW bodies the bench sends are what it checks retrieves with.
+    sent = bench.multipart_body(files)
+    assert bench.dicom_parts(sent, f"multipart/related; boundary={bench.STOW_BOUNDARY}") == 3
