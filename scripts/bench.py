@@ -536,7 +536,7 @@ DICOM_JSON = "application/dicom+json"
 DICOM_PARTS = 'multipart/related; type="application/dicom"'
 STUDIES_PER_PATIENT = 4  # in the QIDO set: a search by PatientID matches 4 studies
 QIDO_LIMIT = 100
-NAME_PREFIX = "Generated^Patient0000"  # synth's names: patients 0-9 (and the series' patient 0)
+NAME_PREFIX = "Generated^Patient00000"  # synth names patients {p:06}: 0-9 here, and the series patient
 STOW_BOUNDARY = "pacsd-bench-stow-boundary"
 NUMBER_OF_STUDY_RELATED_INSTANCES = "00201208"
 
