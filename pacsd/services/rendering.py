@@ -143,13 +143,23 @@ def render(path: str, frame: int, rendering: Rendering) -> bytes:
     if not 1 <= frame <= count:
         raise NoSuchFrame(f"frame {frame}: the instance has {count} frame(s), numbered from 1")
     try:
-        pixels = pixel_array(path, index=frame - 1 if count > 1 else None)
+        pixels = _decoded(path, frame - 1 if count > 1 else None)
         image = to_8bit(pixels, frame_view(ds, frame), rendering.window)
     except (NoSuchFrame, Unreadable):
         raise
     except Exception as exc:  # each codec raises its own kinds; its message is the reason
         raise ConversionFailed(syntax or "the stored object", rendering.media_type, _reason(exc)) from None
     return encode(resized(image, rendering), rendering)
+
+
+def _decoded(path: str, index: int | None) -> NDArray[np.generic]:
+    """One frame, read from the file without loading the others; failing
+    that (a deflated dataset, a malformed offset table), from the whole
+    dataset, which pydicom reads more leniently."""
+    try:
+        return pixel_array(path, index=index)
+    except Exception:
+        return pixel_array(pydicom.dcmread(path), index=index)
 
 
 def _frame_count(ds: Dataset) -> int:

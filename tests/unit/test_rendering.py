@@ -7,8 +7,10 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -167,3 +169,36 @@ def test_good_parameters() -> None:
     for bad in ("0x1", "1,2", "", "-1"):
         with pytest.raises(HttpError):
             frame_number(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "frame", "mode", "size"),
+    [
+        ("examples_palette.dcm", 1, "RGB", (800, 350)),  # PALETTE COLOR through its palette
+        ("SC_rgb_rle_16bit.dcm", 1, "RGB", (100, 100)),  # 16 bits per sample, scaled down
+        ("examples_ybr_color.dcm", 5, "RGB", (320, 240)),  # YBR_FULL_422 JPEG, 30 frames
+        ("image_dfl.dcm", 1, "L", (512, 512)),  # deflated: decoded from the whole dataset
+        ("liver_1frame.dcm", 1, "L", (512, 512)),  # 1 bit per pixel
+        ("SC_rgb_jpeg.dcm", 1, "RGB", (256, 256)),  # a malformed offset table
+    ],
+)
+def test_shipped_images_render(name: str, frame: int, mode: str, size: tuple[int, int]) -> None:
+    path = get_testdata_file(name)
+    assert path is not None
+    got = Image.open(BytesIO(rendering.render(path, frame, Rendering(media_type=PNG))))
+    assert (got.mode, got.size) == (mode, size)
+    pixels = np.asarray(got)
+    assert pixels.min() < pixels.max()  # not a blank image
+
+
+def test_palette_colours_are_the_palettes() -> None:
+    path = get_testdata_file("examples_palette.dcm")
+    assert path is not None
+    ds = pydicom.dcmread(path)
+    index = int(ds.pixel_array[175, 400])
+    red = ds.RedPaletteColorLookupTableData
+    first = int(ds.RedPaletteColorLookupTableDescriptor[1])
+    bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+    expected = np.frombuffer(red, f"<u{bits // 8}")[index - first] * 255 / (2**bits - 1)
+    got = np.asarray(Image.open(BytesIO(rendering.render(path, 1, Rendering(media_type=PNG)))))
+    assert abs(int(got[175, 400, 0]) - round(float(expected))) <= 1
