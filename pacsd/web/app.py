@@ -22,6 +22,7 @@ from pacsd.domain.limits import MiB
 from pacsd.services.archive import Archive
 from pacsd.web import statuses
 from pacsd.web.qido import QidoRoutes
+from pacsd.web.rendered import RenderedRoutes
 from pacsd.web.stow import StowRoutes
 from pacsd.web.wado import WadoRoutes
 from pacsd.web.worklist import WorklistRoutes
@@ -36,6 +37,7 @@ def build_app(archive: Archive, max_body_bytes: int = MAX_BODY_BYTES) -> Starlet
             *QidoRoutes(archive).routes(),
             *WadoRoutes(archive).routes(),
             *StowRoutes(archive).routes(),
+            *RenderedRoutes(archive).routes(),
         ],
         middleware=[Middleware(Guard)],
         exception_handlers={
