@@ -21,6 +21,7 @@ from pacsd.domain.errors import Refusal
 from pacsd.domain.limits import MiB
 from pacsd.services.archive import Archive
 from pacsd.web import statuses
+from pacsd.web.delete import DeleteRoutes
 from pacsd.web.qido import QidoRoutes
 from pacsd.web.stow import StowRoutes
 from pacsd.web.wado import WadoRoutes
@@ -36,6 +37,7 @@ def build_app(archive: Archive, max_body_bytes: int = MAX_BODY_BYTES) -> Starlet
             *QidoRoutes(archive).routes(),
             *WadoRoutes(archive).routes(),
             *StowRoutes(archive).routes(),
+            *DeleteRoutes(archive).routes(),
         ],
         middleware=[Middleware(Guard)],
         exception_handlers={
