@@ -86,7 +86,7 @@ def _sync_if_there(storage: FileStore, directory: str) -> None:
 def _fields(deleted: Deleted) -> dict[str, object]:
     target = deleted.target
     return {
-        "level": target.level,
+        "delete_level": target.level,  # "level" is the log level
         "study_uid": target.study_uid,
         "series_uid": target.series_uid or None,
         "sop_instance_uid": target.sop_uid or None,
