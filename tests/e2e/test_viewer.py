@@ -241,7 +241,11 @@ def test_viewer_files_routes_and_config(tmp_path: Path) -> None:
             for path in ["/viewer/", "/viewer/viewer?StudyInstanceUIDs=1.2.3", "/viewer/studies/1.2/x"]:
                 page = http.get(path)  # the single-page app's own routes: its page
                 assert page.status_code == 200 and page.text == "<html>the viewer page</html>", path
-            assert http.get("/viewer/assets/logo.svg").text == "<svg/>"
+            logo = http.get("/viewer/assets/logo.svg")
+            assert logo.text == "<svg/>"
+            assert (
+                http.get("/viewer/assets/logo.svg", headers={"If-None-Match": logo.headers["etag"]}).status_code == 304
+            )
             wasm = http.get("/viewer/codec.wasm")
             assert wasm.headers["content-type"] == "application/wasm"  # else browsers refuse to compile it
             # A missing chunk is a 404, not the page (which would fail as JavaScript).
