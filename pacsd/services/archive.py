@@ -21,7 +21,7 @@ from pacsd.domain.query import C_FIND, UNIQUE_KEYS, InformationModel, SearchOpti
 from pacsd.domain.received import Received, validate
 from pacsd.domain.worklist import WorklistEntry
 from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch, no_watch
-from pacsd.services import mpps, pixels, retrieve, worklist
+from pacsd.services import mpps, pixels, rendering, retrieve, worklist
 from pacsd.services.conversions import Conversions
 from pacsd.services.ingest import Ingest
 from pacsd.services.metadata import MetadataCache
@@ -222,6 +222,37 @@ class Archive:
         """The binary value a BulkDataURI path names (NoSuchAttribute)."""
         return pixels.bulkdata(self.storage, instance, path, native, self.prepare_send)
 
+    # -- WADO-RS rendered and thumbnails ---------------------------------------------
+
+    def render(self, instance: StoredInstance, frame: int, asked: rendering.Rendering) -> Future[bytes]:
+        """Frame *frame* of *instance* as an image, rendered in the conversion
+        pool; the future fails with NoSuchFrame (none, or no pixel data),
+        Unreadable or ConversionFailed (its pixels cannot be decoded)."""
+        path = str(self.storage.absolute(instance.path))
+        return self.conversions.call(
+            rendering.render, path, frame, asked, source=instance.transfer_syntax, target=asked.media_type
+        )
+
+    def representative(self, instances: Sequence[StoredInstance], study_uid: str) -> StoredInstance:
+        """The one of *instances* (of study *study_uid*) a study's or
+        series' rendered image shows (:func:`rendering.representative`)."""
+        if len(instances) == 1:
+            return instances[0]
+        identifier = Dataset()
+        identifier.QueryRetrieveLevel = "IMAGE"
+        identifier.StudyInstanceUID = study_uid
+        for keyword in ("SeriesInstanceUID", "SeriesNumber", "SOPInstanceUID", "InstanceNumber"):
+            setattr(identifier, keyword, None)
+        options = SearchOptions(relational=True)
+        by_sop = {instance.sop_uid: instance for instance in instances}
+        candidates = []
+        for match in self.index.matches(identifier, InformationModel.STUDY_ROOT, self.limits.max_query_values, options):
+            instance = by_sop.get(text_value(match.get("SOPInstanceUID")))
+            if instance is not None:
+                numbers = [_integer(match.get(keyword)) for keyword in ("SeriesNumber", "InstanceNumber")]
+                candidates.append(rendering.Candidate(instance, text_value(match.get("SeriesInstanceUID")), *numbers))
+        return rendering.representative(candidates) if candidates else instances[0]
+
     def close(self) -> None:
         """Stop the conversion processes (the ports are closed by their owner)."""
         self.conversions.close()
@@ -269,3 +300,10 @@ class Archive:
 
     def counts(self) -> dict[str, int]:
         return self.index.counts()
+
+
+def _integer(value: object) -> int | None:
+    try:
+        return int(str(value)) if value not in (None, "") else None
+    except ValueError:
+        return None

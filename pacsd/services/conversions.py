@@ -15,12 +15,14 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
+from typing import Any, TypeVar
 
 from pacsd import log
-from pacsd.domain.errors import ConversionFailed
+from pacsd.domain.errors import ConversionFailed, NotSendable, Refusal
 from pacsd.services import transcode
 
 _log = log.get("pacsd.conversions")
@@ -30,6 +32,7 @@ TASKS_PER_PROCESS = 1000
 PARENT_POLL_SECONDS = 0.5
 
 Converted = tuple[bytes, float]  # the dataset in the target syntax, and the milliseconds it took
+T = TypeVar("T")
 
 
 class Conversions:
@@ -43,11 +46,18 @@ class Conversions:
         """Convert the file at *path* (stored as *source*) to *target*. The
         future fails with ConversionFailed: the codec's reason, or that its
         process ended (the next conversion gets a new one)."""
-        outcome: Future[Converted] = Future()
+        return self.call(transcode.timed, path, target, source=source, target=target)
+
+    def call(self, work: Callable[..., T], *args: Any, source: str, target: str) -> Future[T]:
+        """Run ``work(*args)`` (a module-level function) in a conversion
+        process: other CPU-heavy work on stored objects (rendering). The
+        future fails with the NotSendable or Refusal *work* raised, else
+        with ConversionFailed from *source* to *target* naming the problem."""
+        outcome: Future[T] = Future()
         for _ in range(2):  # a pool found broken on submit is replaced once
             pool = self._executor()
             try:
-                converting = pool.submit(transcode.timed, path, target)
+                converting = pool.submit(work, *args)
             except BrokenProcessPool:
                 self._discard(pool)
                 continue
@@ -87,9 +97,9 @@ class Conversions:
     def _settle(
         self,
         pool: ProcessPoolExecutor,
-        done: Future[Converted],
+        done: Future[T],
         *,
-        outcome: Future[Converted],
+        outcome: Future[T],
         source: str,
         target: str,
     ) -> None:
@@ -100,7 +110,7 @@ class Conversions:
         error = done.exception()
         if error is None:
             outcome.set_result(done.result())
-        elif isinstance(error, ConversionFailed):
+        elif isinstance(error, NotSendable | Refusal):  # ConversionFailed, NoSuchFrame...: the work's own word
             outcome.set_exception(error)
         else:
             if isinstance(error, BrokenProcessPool):

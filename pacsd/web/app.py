@@ -25,6 +25,7 @@ from pacsd.services.archive import Archive
 from pacsd.web import statuses
 from pacsd.web.cors import DicomwebCors
 from pacsd.web.qido import QidoRoutes
+from pacsd.web.rendered import RenderedRoutes
 from pacsd.web.stow import StowRoutes
 from pacsd.web.viewer import ViewerRoutes
 from pacsd.web.wado import WadoRoutes
@@ -46,6 +47,7 @@ def build_app(
             *QidoRoutes(archive).routes(),
             *WadoRoutes(archive).routes(),
             *StowRoutes(archive).routes(),
+            *RenderedRoutes(archive).routes(),
             *ViewerRoutes(viewer_dir).routes(),
         ],
         middleware=[Middleware(Guard), *cors],
@@ -85,12 +87,14 @@ class Guard:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 0
+        status = sent = 0
 
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
         logger = log.get()
@@ -102,6 +106,17 @@ class Guard:
                 code, body = statuses.internal(exc)
                 await JSONResponse(body, code)(scope, receive, sending)
         finally:
-            logger.info(
-                "http_request", method=scope["method"], path=scope["path"], status=status, ms=log.ms_since(start)
-            )
+            logger.info("http_request", method=scope["method"], route=route_template(scope), path=scope["path"],
+                        status=status, ms=log.ms_since(start), bytes=sent)  # fmt: skip
+
+
+def route_template(scope: Scope) -> str:
+    """The path with the route's parameters named, not valued
+    (``/dicomweb/studies/{study}/metadata``): what access logs group by.
+    The router leaves them in the scope; '' when no route matched."""
+    if "endpoint" not in scope:
+        return ""
+    template = scope["path"]
+    for name, value in scope.get("path_params", {}).items():
+        template = template.replace(f"/{value}", "/{" + name + "}", 1)
+    return str(template)

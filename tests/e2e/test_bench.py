@@ -39,7 +39,10 @@ def test_bench_quick_runs_every_workload(tmp_path: Path) -> None:
     }
     for peer in ("pacsd", "orthanc"):  # each delivered 8 uncompressed files (else the bench fails)
         assert (peer, "C-MOVE 8 JPEG-LS to uncompressed") in workloads
-    assert all(r["value"] > 0 for r in rows)
+    # DCMTK's figures are a tool's time less a copy's: with --quick's one
+    # frame the difference can be nothing on a busy machine (never negative).
+    assert all(r["value"] > 0 for r in rows if r["peer"] != "dcmtk")
+    assert all(r["value"] >= 0 for r in rows if r["peer"] == "dcmtk")
     assert "vs orthanc" in result.stdout and "vs dcmtk" in result.stdout
 
 

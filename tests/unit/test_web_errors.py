@@ -63,3 +63,22 @@ def test_an_over_long_declared_body_is_refused_before_it_is_read(archive: Archiv
     [response] = requests(build_app(archive, max_body_bytes=1024), post)
     assert response.status_code == 413
     assert "1024" in response.json()["error"]
+
+
+def test_each_request_is_logged_with_its_route_template_status_and_bytes(archive: Archive) -> None:
+    study = "1.2.826.0.1.3680043.8.498.1"
+    calls = [
+        ("GET", f"/dicomweb/studies/{study}/metadata", {}),
+        ("GET", "/dicomweb/mwlitems", {"params": {"PatientID": "X"}}),
+        ("GET", "/dicomweb/nothing/here", {}),
+    ]
+    with capture_logs() as logged:
+        answers = requests(build_app(archive), *calls)
+    access = [e for e in logged if e["event"] == "http_request"]
+    assert [(e["route"], e["path"], e["status"]) for e in access] == [
+        ("/dicomweb/studies/{study}/metadata", f"/dicomweb/studies/{study}/metadata", 404),
+        ("/dicomweb/mwlitems", "/dicomweb/mwlitems", 200),
+        ("", "/dicomweb/nothing/here", 404),
+    ]
+    assert [e["bytes"] for e in access] == [len(answer.content) for answer in answers]
+    assert all(e["bytes"] > 0 for e in access)
