@@ -152,7 +152,9 @@ def listen_http(settings: Settings, archive: Archive, shared: bool) -> HttpServe
         sock = bind(settings.http.host, settings.http.port, shared=shared)
     except OSError as exc:
         raise ListenError.on(settings, exc, http=True) from None
-    server = HttpServer(build_app(archive), sock)
+    http = settings.http
+    viewer_dir = http.viewer_dir or settings.server.data_dir / "viewer"
+    server = HttpServer(build_app(archive, cors_origins=http.cors_origins, viewer_dir=viewer_dir), sock)
     server.start()
     return server
 
