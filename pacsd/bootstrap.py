@@ -20,6 +20,7 @@ from pacsd import log
 from pacsd.config import Settings
 from pacsd.dimse.server import build_acceptor
 from pacsd.index.sqlite import SqliteIndex
+from pacsd.services import deletion
 from pacsd.services.archive import Archive
 from pacsd.services.conversions import Conversions
 from pacsd.storage.files import Storage
@@ -57,8 +58,8 @@ def check_data_dir(settings: Settings) -> None:
 def prepare(settings: Settings) -> int:
     """Once per start, before anything serves: create the layout, clear the
     temporaries and staged fetches a crash left, create or upgrade the
-    index, rewrite the files a crash may have lost before their flush.
-    Returns how many stale temporaries and fetches were removed."""
+    index, rewrite the files a crash may have lost before their flush,
+    and remove the files of deletes a crash interrupted. Returns how many stale temporaries and fetches were removed."""
     storage = Storage(settings.server.data_dir)
     storage.make_layout()
     stale = storage.clear_temporaries() + Staging(storage, settings.limits).clear()
@@ -66,10 +67,13 @@ def prepare(settings: Settings) -> int:
     index.start()
     try:
         replayed = replay(storage, index)
+        removed = deletion.finish(index, storage)
     finally:
         index.close()
     if replayed:
         log.get().info("write_ahead_replayed", files=replayed)
+    if removed:
+        log.get().info("deleted_files_removed", files=removed)
     return stale
 
 
@@ -148,7 +152,9 @@ def listen_http(settings: Settings, archive: Archive, shared: bool) -> HttpServe
         sock = bind(settings.http.host, settings.http.port, shared=shared)
     except OSError as exc:
         raise ListenError.on(settings, exc, http=True) from None
-    server = HttpServer(build_app(archive), sock)
+    http = settings.http
+    viewer_dir = http.viewer_dir or settings.server.data_dir / "viewer"
+    server = HttpServer(build_app(archive, cors_origins=http.cors_origins, viewer_dir=viewer_dir), sock)
     server.start()
     return server
 

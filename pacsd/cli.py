@@ -127,6 +127,8 @@ def _fsck(args: argparse.Namespace) -> int:
         print(f"not yet flushed (its bytes are in the index; the server rewrites it at start-up): {path}")
     for path in report.unindexed_files:
         print(f"unindexed file: {path}")
+    for path in report.pending_removal:
+        print(f"deleted, not yet removed (the server removes it at start-up): {path}")
     for path in report.reindexed:
         print(f"reindexed: {path}")
     for path, why in report.refused:

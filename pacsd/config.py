@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,10 +93,12 @@ class VirtualSettings:
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """The HTTP server (the RIS worklist API); port 0 = off."""
+    """The HTTP server (worklist API, DICOMweb, viewer); port 0 = off."""
 
     host: str = "127.0.0.1"
     port: int = 0
+    cors_origins: tuple[str, ...] = ()  # origins (or "*") answered with CORS headers on /dicomweb
+    viewer_dir: Path | None = None  # the installed OHIF viewer; None: <data_dir>/viewer
 
     @property
     def enabled(self) -> bool:
@@ -221,14 +224,28 @@ def _server(source: str, table: dict[str, Any], base: Path) -> ServerSettings:
     return ServerSettings(ae_title, host, port, data_dir, max_assoc, timeout, allowed_aes, workers, check_called_ae)
 
 
-def _http(source: str, table: dict[str, Any], server: ServerSettings) -> HttpSettings:
+# An Origin header's value: scheme://host[:port], nothing after it.
+_ORIGIN = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?\Z")
+
+
+def _http(source: str, table: dict[str, Any], server: ServerSettings, base: Path) -> HttpSettings:
     r = _Reader(source, table, "http")
     host = r.get("host", str, "127.0.0.1")
     port = r.number("port", int, 0, 0, 65535)  # 0: no HTTP server
+    origins = r.get("cors_origins", list, [])
+    viewer = r.get("viewer_dir", str, None)
     r.finish()
     if port and port == server.port:
         raise ConfigError(f"{r.where('port')}: {port} is the DICOM port ([server] port)")
-    return HttpSettings(host, port)
+    for origin in origins:
+        # A trailing slash or path never equals a browser's Origin: refuse
+        # it rather than silently allow nothing.
+        if not isinstance(origin, str) or not (origin == "*" or _ORIGIN.match(origin)):
+            raise ConfigError(f'{r.where("cors_origins")}: {origin!r} is not "*" nor an origin like https://host:port')
+    viewer_dir = None
+    if viewer is not None:
+        viewer_dir = Path(viewer) if Path(viewer).is_absolute() else (base / viewer).resolve()
+    return HttpSettings(host, port, tuple(origins), viewer_dir)
 
 
 def _worklist(source: str, table: dict[str, Any]) -> WorklistSettings:
@@ -351,7 +368,7 @@ def parse(text: str, source: str, base: Path) -> Settings:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     top = _Reader(source, doc, "")
     server = _server(source, top.get("server", dict, {}), base)
-    http = _http(source, top.get("http", dict, {}), server)
+    http = _http(source, top.get("http", dict, {}), server, base)
     worklist = _worklist(source, top.get("worklist", dict, {}))
     transcode = _transcode(source, top.get("transcode", dict, {}))
     remotes = _remotes(source, top.get("remotes", dict, {}))

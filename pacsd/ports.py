@@ -15,6 +15,7 @@ from typing import Protocol, TypeVar
 
 from pydicom.dataset import Dataset
 
+from pacsd.domain.deletion import Deleted, DeleteTarget
 from pacsd.domain.header import Header
 from pacsd.domain.outcomes import Change, FetchRecord, Linked, Shortfall, StoredInstance
 from pacsd.domain.query import C_FIND, InformationModel, SearchOptions
@@ -52,6 +53,21 @@ class IndexTransaction(Protocol):
         ...
 
     def drop_copies(self, instance_ids: Sequence[int]) -> None: ...
+
+    def delete(self, target: DeleteTarget) -> Deleted | None:
+        """Remove the rows of *target* (and its parents left empty), each in
+        the change feed, and list its files for removal; mark the study's
+        proxy fetches stale. None, changing nothing, if there is no such row."""
+        ...
+
+    def pending_removals(self, limit: int) -> list[tuple[str, bool]]:
+        """Up to *limit* files listed for removal: (path relative to files/,
+        whether an instance row names that path again: keep the file)."""
+        ...
+
+    def drop_removals(self, paths: list[str]) -> None:
+        """Unlist files: removed, or kept for the instance now stored there."""
+        ...
 
     def record_fetch(self, fetch: FetchRecord) -> None: ...
 
@@ -135,6 +151,10 @@ class Index(Protocol):
 
     def instance_paths(self) -> Iterator[str]: ...
 
+    def removals(self) -> list[str]:
+        """Paths (relative to files/) of files a delete listed that are not removed yet."""
+        ...
+
     def counts(self) -> dict[str, int]: ...
 
     def worklist_matches(
@@ -176,6 +196,11 @@ class FileStore(Protocol):
     def sync(self) -> None: ...
 
     def sync_directory(self, path: str | Path) -> None: ...
+
+    def prune(self, relative: str) -> list[str]:
+        """Remove the directories of *relative* that are empty (not files/
+        itself); the directories whose entries that changed, to fsync."""
+        ...
 
 
 class Flusher(Protocol):

@@ -95,6 +95,10 @@ class WorklistNotFound(Refusal):
     """No worklist item has that Study Instance UID and Scheduled Procedure Step ID."""
 
 
+class NoSuchResource(Refusal):
+    """No stored study, series (in that study) or instance (in that series) has those UIDs."""
+
+
 class MppsRefusal(Refusal):
     """An N-CREATE or N-SET of a Performed Procedure Step the rules of
     PS3.4 F.7 refuse; ``attribute`` names the keyword concerned, if one."""

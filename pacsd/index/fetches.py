@@ -8,7 +8,7 @@ from pacsd.domain.outcomes import FetchRecord
 from pacsd.index.dialect import SQLITE
 
 _P = SQLITE.param
-FETCHED_WHOLE = f"SELECT 1 FROM fetch WHERE study_uid = {_P} AND outcome = 'done' LIMIT 1"
+FETCHED_WHOLE = f"SELECT 1 FROM fetch WHERE study_uid = {_P} AND outcome = 'done' AND stale = 0 LIMIT 1"
 STORED_SOPS = (
     "SELECT i.sop_uid FROM instance i JOIN series se ON i.series_pk = se.id"
     f" JOIN study st ON se.study_pk = st.id WHERE st.study_uid = {_P}"
@@ -17,7 +17,8 @@ RECORD = SQLITE.insert("fetch", ("study_uid", "upstream", "outcome", "expected",
 
 
 def fetched_whole(conn: apsw.Connection, study_uid: str) -> bool:
-    """Whether a fetch of the study was committed whole."""
+    """Whether a fetch of the study was committed whole, and nothing of
+    the study was deleted since (a delete makes its fetches stale)."""
     return conn.execute(FETCHED_WHOLE, (study_uid,)).fetchone() is not None
 
 

@@ -191,6 +191,20 @@ MPPS = _script(
     'CREATE INDEX "mpps_series_series_uid" ON "mpps_series" ("series_uid")',
 )
 
+# Deletion (DICOMweb DELETE, pacsd.services.deletion): the rows of a deleted
+# study, series or instance go in one transaction that also lists their
+# files here; the files are unlinked after that commit and their rows here
+# dropped once they are gone, and start-up finishes whatever a crash left
+# listed. So the index never names a file that a delete removed, and a file
+# whose rows are gone is either listed here or gone. A path listed here that
+# an instance row names again (the object was stored anew) keeps its file.
+# `fetch.stale`: a delete removed some of what that fetch brought, so the
+# caching proxy must no longer believe the study local.
+REMOVAL = _script(
+    'CREATE TABLE "removal" ("path" TEXT NOT NULL PRIMARY KEY, "at" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP)',
+    'ALTER TABLE "fetch" ADD COLUMN "stale" INTEGER NOT NULL DEFAULT 0',
+)
+
 MIGRATIONS = (
     Migration(1, "initial", INITIAL),
     Migration(2, "fetch", FETCH),
@@ -198,6 +212,7 @@ MIGRATIONS = (
     Migration(4, "change_fields", CHANGE_FIELDS),
     Migration(5, "worklist", WORKLIST),
     Migration(6, "mpps", MPPS),
+    Migration(7, "removal", REMOVAL),
 )
 LATEST = MIGRATIONS[-1].version
 assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1)), "migrations are numbered 1..N in order"

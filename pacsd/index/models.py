@@ -133,6 +133,7 @@ class Fetch(BaseModel):
     received = IntegerField()
     seconds = FloatField()
     detail = TextField()
+    stale = IntegerField(default=0)  # migration 7: 1 once a delete removed part of the study
 
 
 class WriteAhead(BaseModel):
@@ -210,7 +211,15 @@ class MppsSeries(BaseModel):
         primary_key = CompositeKey("mpps", "series_uid")
 
 
+class Removal(BaseModel):
+    """A file whose rows a delete removed, until it is unlinked (migration 7,
+    :mod:`pacsd.services.deletion`)."""
+
+    path = TextField(primary_key=True)  # relative to data_dir/files
+    at = DateTimeField(constraints=[SQL("DEFAULT CURRENT_TIMESTAMP")])
+
+
 MODELS = [
     Patient, Study, Series, SeriesRequest, Instance, Change, Fetch, WriteAhead, WorklistItem, WorklistStation, Mpps,
-    MppsSeries,
+    MppsSeries, Removal,
 ]  # fmt: skip

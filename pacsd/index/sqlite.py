@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pacsd.domain.errors import StorageFailure
 from pacsd.domain.outcomes import Change, StoredInstance
 from pacsd.domain.query import C_FIND, InformationModel, SearchOptions
-from pacsd.index import fetches, search, worklist, writeahead
+from pacsd.index import deletion, fetches, search, worklist, writeahead
 from pacsd.index.db import open_index
 from pacsd.index.dialect import SQLITE
 from pacsd.index.transaction import Transaction
@@ -103,6 +103,10 @@ class SqliteIndex:
                 yield from (str(row[0]) for row in cursor)
             finally:
                 cursor.close()
+
+    def removals(self) -> list[str]:
+        with self._db.reading() as conn:
+            return [str(row[0]) for row in conn.execute(deletion.ALL_LISTED)]
 
     def counts(self) -> dict[str, int]:
         with self._db.reading() as conn:

@@ -13,10 +13,11 @@ from collections.abc import Callable, Hashable, Sequence
 import apsw
 from pydicom.dataset import Dataset
 
+from pacsd.domain.deletion import Deleted, DeleteTarget
 from pacsd.domain.header import Header
 from pacsd.domain.outcomes import FetchRecord, Linked
 from pacsd.domain.worklist import WorklistEntry, WorklistItem, with_status
-from pacsd.index import fetches, identity, mpps, worklist, writeahead
+from pacsd.index import deletion, fetches, identity, mpps, worklist, writeahead
 from pacsd.index.dialect import SQLITE
 from pacsd.index.writer import IndexWriter
 
@@ -76,6 +77,15 @@ class Transaction:
 
     def drop_copies(self, instance_ids: Sequence[int]) -> None:
         writeahead.drop(self.conn, instance_ids)
+
+    def delete(self, target: DeleteTarget) -> Deleted | None:
+        return deletion.delete(self, target)
+
+    def pending_removals(self, limit: int) -> list[tuple[str, bool]]:
+        return deletion.pending(self, limit)
+
+    def drop_removals(self, paths: list[str]) -> None:
+        deletion.drop(self, paths)
 
     def record_fetch(self, fetch: FetchRecord) -> None:
         fetches.record(self.conn, fetch)

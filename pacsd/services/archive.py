@@ -14,6 +14,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from pacsd.domain import charset, transfer
+from pacsd.domain.deletion import Deleted, DeleteTarget
 from pacsd.domain.errors import OverBudget, StudyMismatch
 from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import Change, FetchRecord, Outcome, Result, RetrievePlan, StoredInstance
@@ -21,7 +22,7 @@ from pacsd.domain.query import C_FIND, UNIQUE_KEYS, InformationModel, SearchOpti
 from pacsd.domain.received import Received, validate
 from pacsd.domain.worklist import WorklistEntry
 from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch, no_watch
-from pacsd.services import mpps, pixels, rendering, retrieve, worklist
+from pacsd.services import deletion, mpps, pixels, rendering, retrieve, worklist
 from pacsd.services.conversions import Conversions
 from pacsd.services.ingest import Ingest
 from pacsd.services.metadata import MetadataCache
@@ -109,6 +110,12 @@ class Archive:
 
     def record_fetch(self, fetch: FetchRecord) -> None:
         self.index.write(lambda tx: tx.record_fetch(fetch), lambda _: None)
+
+    def delete(self, target: DeleteTarget) -> Deleted:
+        """Delete a stored study, series or instance, files and rows, and
+        the parents left empty (NoSuchResource if not stored here: the
+        caching proxy's upstreams are never asked, nor changed)."""
+        return deletion.delete(self.index, self.storage, target, self.forget_metadata)
 
     # -- queries ---------------------------------------------------------------
 

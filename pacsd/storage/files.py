@@ -195,3 +195,19 @@ class Storage:
 
     def remove(self, path: str | Path) -> None:
         unlink(path)
+
+    def prune(self, relative: str) -> list[str]:
+        """Remove the series and study directories of *relative* if empty
+        (a delete removed their last file); the directories whose entries
+        changed: the file's own if it stays, else the parent of the
+        highest one removed."""
+        directory = os.path.dirname(os.path.join(self._files, relative))
+        while directory != self._files and directory.startswith(self._files + os.sep):
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                pass  # removed already, by the delete of a sibling
+            except OSError:
+                break  # not empty (ENOTEMPTY), or not ours to remove
+            directory = os.path.dirname(directory)
+        return [directory] if os.path.isdir(directory) else []

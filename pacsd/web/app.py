@@ -8,6 +8,8 @@ Every answer, errors included, is JSON: a refusal by the table in
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,16 +23,25 @@ from pacsd.domain.errors import Refusal
 from pacsd.domain.limits import MiB
 from pacsd.services.archive import Archive
 from pacsd.web import statuses
+from pacsd.web.cors import DicomwebCors
+from pacsd.web.delete import DeleteRoutes
 from pacsd.web.qido import QidoRoutes
 from pacsd.web.rendered import RenderedRoutes
 from pacsd.web.stow import StowRoutes
+from pacsd.web.viewer import ViewerRoutes
 from pacsd.web.wado import WadoRoutes
 from pacsd.web.worklist import WorklistRoutes
 
 MAX_BODY_BYTES = 16 * MiB  # a worklist POST; thousands of items fit
 
 
-def build_app(archive: Archive, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+def build_app(
+    archive: Archive,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    cors_origins: Sequence[str] = (),
+    viewer_dir: Path | None = None,
+) -> Starlette:
+    cors = [Middleware(DicomwebCors, origins=cors_origins)] if cors_origins else []
     return Starlette(
         routes=[
             *WorklistRoutes(archive, max_body_bytes).routes(),
@@ -38,8 +49,10 @@ def build_app(archive: Archive, max_body_bytes: int = MAX_BODY_BYTES) -> Starlet
             *WadoRoutes(archive).routes(),
             *StowRoutes(archive).routes(),
             *RenderedRoutes(archive).routes(),
+            *DeleteRoutes(archive).routes(),
+            *ViewerRoutes(viewer_dir).routes(),
         ],
-        middleware=[Middleware(Guard)],
+        middleware=[Middleware(Guard), *cors],
         exception_handlers={
             statuses.HttpError: _http_error,
             Refusal: _refusal,

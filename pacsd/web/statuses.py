@@ -35,6 +35,7 @@ REFUSALS: dict[type[errors.Refusal], int] = {
     errors.StorageFailure: UNAVAILABLE,  # disk full, I/O error: the client may retry later
     errors.NoSuchFrame: BAD_REQUEST,  # WADO-RS frame 0 or past the last: the request is wrong
     errors.NoSuchAttribute: NOT_FOUND,  # WADO-RS bulk data path naming no binary value
+    errors.NoSuchResource: NOT_FOUND,  # DELETE of a study, series or instance not stored here
 }
 
 # A stored instance WADO-RS cannot send as asked.

@@ -92,8 +92,10 @@ def test_a_schema_3_index_upgrades_in_place(schema3: Path) -> None:
     try:
         after = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
         assert after.execute("PRAGMA user_version").fetchone() == (LATEST,)
+        added = {"fetch": 1}  # columns appended since: migration 7's fetch.stale
         for table, rows in kept.items():
-            assert after.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() == rows, table
+            now = after.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+            assert [row[: len(row) - added.get(table, 0)] for row in now] == rows, table
         # The old columns stay as they were.
         assert after.execute("SELECT seq, at, action, level, row_id, uid FROM change ORDER BY seq").fetchall() == feed
         after.close()
