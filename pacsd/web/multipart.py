@@ -52,6 +52,10 @@ class MalformedMultipart(ValueError):
     one; the message names the problem (for a 400 answer)."""
 
 
+class PartTooLarge(MalformedMultipart):
+    """A part's body grew past the reader's ``part_limit`` (for a 413 answer)."""
+
+
 @dataclass(frozen=True)
 class Related:
     """What a multipart/related Content-Type says."""
@@ -132,6 +136,7 @@ class Reader:
     spool_dir: Path | None = None
     memory_limit: int = MEMORY_LIMIT
     header_limit: int = HEADER_LIMIT
+    part_limit: int | None = None  # bytes of one part's body; PartTooLarge past it, as it streams
     # The delimiter is CRLF "--" boundary; the body is read as if it began
     # with CRLF, so a first delimiter without a preamble needs no special case.
     _buffer: bytearray = field(init=False, default_factory=lambda: bytearray(CRLF))
@@ -333,6 +338,8 @@ class Reader:
     def _write(self, buffer: bytearray, start: int, end: int) -> None:
         assert self._current is not None
         if end > start:
+            if self.part_limit is not None and self._current.size + end - start > self.part_limit:
+                raise PartTooLarge(f"part {self._current.number} is larger than {self.part_limit} bytes")
             with memoryview(buffer) as view:  # released before the buffer is resized
                 self._current.body.write(view[start:end])
             self._current.size += end - start
@@ -354,11 +361,12 @@ async def read_parts(
     spool_dir: Path | None = None,
     memory_limit: int = MEMORY_LIMIT,
     header_limit: int = HEADER_LIMIT,
+    part_limit: int | None = None,
 ) -> AsyncGenerator[Part, None]:
     """The parts of a streamed multipart/related body, each complete when
     yielded; raises :class:`MalformedMultipart`. Parts completed but not
     yet taken are closed if the caller stops early or the body fails."""
-    reader = Reader(parse_related(content_type), spool_dir, memory_limit, header_limit)
+    reader = Reader(parse_related(content_type), spool_dir, memory_limit, header_limit, part_limit)
     pending: list[Part] = []
     try:
         async for chunk in chunks:

@@ -40,7 +40,7 @@ from pacsd.domain.uploaded import received_from_upload
 from pacsd.services.archive import Archive
 from pacsd.web import multipart, statuses, urls
 from pacsd.web.accept import MalformedMediaType, negotiate, parse_media_type
-from pacsd.web.statuses import BAD_REQUEST, NOT_ACCEPTABLE, UNSUPPORTED_MEDIA_TYPE, HttpError
+from pacsd.web.statuses import BAD_REQUEST, NOT_ACCEPTABLE, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, HttpError
 
 _log = log.get("pacsd.stow")
 
@@ -48,7 +48,10 @@ ROOT = "/dicomweb/studies"
 DICOM = "application/dicom"
 OFFERS = ("application/dicom+json", "application/json")
 IN_MEMORY_PART = multipart.MEMORY_LIMIT  # a part's dataset past this is handed to the ingest as a file
-PENDING_MEMORY = 16 * MiB  # parts held in memory while the rest of the body arrives
+PENDING_MEMORY = 16 * MiB
+FILE_META_ROOM = (
+    64 * 1024
+)  # a part's preamble and file meta, on top of its dataset  # parts held in memory while the rest of the body arrives
 ACCEPTED_TYPES = 'multipart/related; type="application/dicom" or application/dicom'
 
 
@@ -80,6 +83,10 @@ class StowRoutes:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
         self.spool_dir = str(archive.storage.tmp)
+        # A part is bounded as it streams (the disk is not filled first): by
+        # the largest object any SOP class may be, plus room for its file meta.
+        largest = max([archive.limits.max_object_bytes, *archive.limits.object_bytes_by_class.values()])
+        self.part_limit = largest + FILE_META_ROOM
 
     def routes(self) -> list[Route]:
         return [
@@ -129,13 +136,23 @@ class StowRoutes:
         uploads: list[Upload] = []
         in_memory = 0
         try:
-            async for part in multipart.read_parts(request.stream(), content_type, Path(self.spool_dir)):
+            parts = multipart.read_parts(
+                request.stream(), content_type, Path(self.spool_dir), part_limit=self.part_limit
+            )
+            async for part in parts:
                 upload = Upload(part.number, part.body, part.size, _refused(part))
                 uploads.append(upload)
                 if part.size <= IN_MEMORY_PART:
                     in_memory += part.size
                     if in_memory > PENDING_MEMORY and isinstance(part.body, tempfile.SpooledTemporaryFile):
                         part.body.rollover()  # many small parts: the later ones wait on disk
+        except multipart.PartTooLarge as exc:
+            for upload in uploads:
+                upload.body.close()
+            _log.warning("budget_exceeded", budget="max_object_bytes", reason=str(exc), **log_fields_of(request))
+            raise HttpError(
+                PAYLOAD_TOO_LARGE, f"{exc} (max_object_bytes); nothing stored", budget="max_object_bytes"
+            ) from None
         except (multipart.MalformedMultipart, ClientDisconnect) as exc:
             for upload in uploads:
                 upload.body.close()
@@ -150,8 +167,12 @@ class StowRoutes:
         size = 0
         try:
             async for chunk in request.stream():
-                body.write(chunk)
                 size += len(chunk)
+                if size > self.part_limit:
+                    body.close()
+                    message = f"body is larger than {self.part_limit} bytes (max_object_bytes); nothing stored"
+                    raise HttpError(PAYLOAD_TOO_LARGE, message, budget="max_object_bytes")
+                body.write(chunk)
         except ClientDisconnect:
             body.close()
             raise HttpError(BAD_REQUEST, "the client went away before the body ended; nothing stored") from None
