@@ -211,7 +211,7 @@ class Archive:
     def metadata(self, instances: Sequence[StoredInstance]) -> list[str]:
         """Each instance's DICOM JSON, BulkDataURIs relative
         (:func:`pacsd.services.metadata.absolute`); Unreadable for a lost file."""
-        return [self.metadata_cache.get(instance) for instance in instances]
+        return self.metadata_cache.get_all(instances, self.conversions)
 
     def metadata_etag(self, instances: Sequence[StoredInstance]) -> str:
         return self.metadata_cache.etag(instances)

@@ -31,6 +31,7 @@ from pydicom.tag import BaseTag, Tag
 from pacsd.domain.errors import NoSuchAttribute, Unreadable
 from pacsd.domain.outcomes import StoredInstance
 from pacsd.ports import FileStore
+from pacsd.services.conversions import Conversions
 
 FORMAT = 1  # bump when the JSON built changes: every entry is rebuilt
 BINARY_VRS = frozenset(("OB", "OD", "OF", "OL", "OV", "OW", "UN"))
@@ -141,6 +142,39 @@ def bulk_value(ds: Dataset, text: str) -> tuple[int, bytes]:
     return tag, value if isinstance(value, bytes) else bytes(value)
 
 
+# (position, stored file, cache entry, stamp) of an entry to build.
+Build = tuple[int, str, str, str]
+PARALLEL_FROM = 32  # missing entries from which conversion processes build shares
+
+
+def build_entries(builds: Sequence[Build]) -> list[str]:
+    """Build and keep each entry (also run in a conversion process)."""
+    bodies = []
+    for _, path, entry, stamp in builds:
+        body = build(path)
+        _put(Path(entry), stamp + "\n" + body)
+        bodies.append(body)
+    return bodies
+
+
+def _cached(entry: Path, stamp: str) -> str | None:
+    try:
+        head, _, body = entry.read_text(encoding="utf-8").partition("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return body if head == stamp and body else None
+
+
+def _put(entry: Path, text: str) -> None:
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        temp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, entry)  # readers see the old entry or the new, never half
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
 class MetadataCache:
     """Each instance's metadata JSON, under ``<data dir>/cache/metadata``
     at the stored file's own relative path. Not durable on purpose: a lost
@@ -164,26 +198,33 @@ class MetadataCache:
 
     def get(self, instance: StoredInstance) -> str:
         """The metadata JSON of *instance* (relative BulkDataURIs)."""
-        stamp = self.stamp(instance)
-        entry = self._entry(instance)
-        try:
-            head, _, body = entry.read_text(encoding="utf-8").partition("\n")
-            if head == stamp and body:
-                return body
-        except (OSError, UnicodeDecodeError):
-            pass
-        body = build(self.storage.absolute(instance.path))
-        self._put(entry, stamp + "\n" + body)
-        return body
+        return self.get_all([instance])[0]
 
-    def _put(self, entry: Path, text: str) -> None:
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            temp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-            temp.write_text(text, encoding="utf-8")
-            os.replace(temp, entry)  # readers see the old entry or the new, never half
-        except OSError:
-            pass  # a cache that cannot be written only costs time
+    def get_all(self, instances: Sequence[StoredInstance], helpers: Conversions | None = None) -> list[str]:
+        """The metadata JSON of each of *instances*. Entries missing or stale
+        are built here; when there are many (a series never asked for
+        before), *helpers*' processes build shares of them meanwhile."""
+        bodies: list[str | None] = []
+        missing: list[Build] = []
+        for instance in instances:
+            stamp, entry = self.stamp(instance), self._entry(instance)
+            bodies.append(_cached(entry, stamp))
+            if bodies[-1] is None:
+                missing.append((len(bodies) - 1, str(self.storage.absolute(instance.path)), str(entry), stamp))
+        pool = helpers if helpers is not None and len(missing) >= PARALLEL_FROM else None
+        shares = 1 + (pool.processes if pool is not None else 0)
+        chunks = [missing[n::shares] for n in range(shares)]
+        elsewhere = (
+            [pool.call(build_entries, chunk, source="stored", target="metadata") for chunk in chunks[1:]]
+            if pool
+            else []
+        )
+        for (n, *_), body in zip(chunks[0], build_entries(chunks[0]), strict=True):
+            bodies[n] = body
+        for chunk, future in zip(chunks[1:], elsewhere, strict=True):
+            for (n, *_), body in zip(chunk, future.result(), strict=True):
+                bodies[n] = body
+        return [body for body in bodies if body is not None]
 
     def etag(self, instances: Sequence[StoredInstance]) -> str:
         """A strong validator of the metadata of *instances*: their UIDs and

@@ -14,8 +14,10 @@ from pydicom.data import get_testdata_file
 from pacsd.domain.errors import NoSuchAttribute
 from pacsd.domain.outcomes import StoredInstance
 from pacsd.services import metadata
+from pacsd.services.conversions import Conversions
 from pacsd.services.metadata import MetadataCache
 from pacsd.storage.files import Storage
+from pacsd.testing import synth
 
 
 def shipped(name: str) -> Path:
@@ -87,3 +89,25 @@ def test_bulk_paths() -> None:
     assert metadata.bulk_value(ds, "7FE00010") == (0x7FE00010, ds.PixelData)
     with pytest.raises(NoSuchAttribute, match=r"\(0010,0010\)"):
         metadata.bulk_value(ds, "00100010")  # not binary
+
+
+def test_many_missing_entries_are_built_in_shares_by_the_conversion_processes(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "data")
+    storage.make_layout()
+    (storage.files / "s").mkdir()
+    instances = []
+    for n in range(metadata.PARALLEL_FROM + 8):
+        ds = synth.ct(patient_id="META", instance_number=n + 1, pixel_bytes=512)
+        synth.write(ds, storage.files / "s" / f"{n}.dcm")
+        instances.append(StoredInstance(ds.SOPInstanceUID, ds.SOPClassUID, "1.2.840.10008.1.2.1", f"s/{n}.dcm"))
+    cache = MetadataCache(storage)
+    helpers = Conversions(1)
+    try:
+        bodies = cache.get_all(instances, helpers)
+    finally:
+        helpers.close()
+    # In the order asked, each the JSON of its own file, and each kept.
+    assert [json.loads(body)["00080018"]["Value"] for body in bodies] == [[i.sop_uid] for i in instances]
+    assert bodies == [metadata.build(storage.absolute(i.path)) for i in instances]
+    assert all((cache.root / f"{i.path}.json").exists() for i in instances)
+    assert cache.get_all(instances) == bodies  # now all from the cache
