@@ -60,6 +60,9 @@ class SearchOptions:
     # ignored, and a return key it cannot answer is left out of the
     # responses rather than returned empty.
     strict: bool = False
+    # How many matches the caller will read at most (0: all of them): the
+    # index then reads no larger pages (QIDO's offset + limit).
+    expected: int = 0
 
 
 C_FIND = SearchOptions()

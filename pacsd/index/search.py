@@ -241,6 +241,8 @@ def find(
         require_unique_keys(identifier, level, model)
     check_list_lengths(identifier, max_values)
     plan = _plan(identifier, level, [], options)
+    if options.expected:
+        page_rows = min(page_rows, options.expected)
     return paged(reading, plan.page, lambda conn, row: _response(conn, plan, row), page_rows)
 
 

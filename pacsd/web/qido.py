@@ -130,8 +130,10 @@ class QidoRoutes:
             raise HttpError(NOT_ACCEPTABLE, f"Accept {request.headers.get('accept')!r}: searches answer {DICOM_JSON}")
         asked = query.qido(request.query_params.multi_items())
         identifier = _identifier(asked, level, request.path_params)
-        options = SearchOptions(fuzzy_names=asked.fuzzy, relational=True, strict=True)
         wanted = MAX_RESULTS if asked.limit is None else min(asked.limit, MAX_RESULTS)
+        # One match more than wanted tells whether the answer was cut.
+        expected = asked.offset + wanted + 1
+        options = SearchOptions(fuzzy_names=asked.fuzzy, relational=True, strict=True, expected=expected)
         base = urls.request_base(request) + ROOT
 
         def find() -> tuple[list[dict[str, Any]], list[str]]:

@@ -9,7 +9,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from pacsd.domain.errors import Cancelled, InvalidQuery
-from pacsd.domain.query import InformationModel
+from pacsd.domain.query import InformationModel, SearchOptions
 from pacsd.ports import no_watch
 from pacsd.services.archive import Archive
 from pacsd.testing import synth
@@ -90,3 +90,16 @@ def test_a_cancel_stops_between_matches(stored: Archive) -> None:
         for match in stored.find(identifier, STUDY_ROOT, cancel_after_first, {}):
             seen.append(match)
     assert len(seen) == 1
+
+
+def test_an_expected_count_only_sizes_the_pages_and_every_match_still_comes(archive: Archive, tmp_path: Path) -> None:
+    study = synth.new_uid()
+    stored = {store(archive, synth.ct(patient_id="PAGED", study_uid=study), tmp_path).header.sop_instance_uid
+              for _ in range(7)}  # fmt: skip
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "IMAGE"
+    identifier.StudyInstanceUID = study
+    identifier.SOPInstanceUID = ""
+    for expected in (0, 1, 2, 7, 50):
+        found = archive.find(identifier, STUDY_ROOT, no_watch, {}, SearchOptions(relational=True, expected=expected))
+        assert {m.SOPInstanceUID for m in found} == stored, expected
