@@ -164,6 +164,7 @@ def run_worker(settings: Settings, shared: bool) -> None:
     logger = log.get()
     node = Node(settings)
     node.start()
+    node.archive.conversions.start()  # serving: its first conversion should not wait for the processes
     http: HttpServer | None = None
     try:
         # HTTP first: once the DICOM port answers, so does the HTTP one.

@@ -66,6 +66,13 @@ class Conversions:
         outcome.set_exception(ConversionFailed(source, target, "no conversion process"))
         return outcome
 
+    def start(self) -> None:
+        """Start the processes now, in the background, rather than with the
+        first conversion: a spawned process takes about a second to import
+        the codecs, which a viewer's first request would otherwise wait."""
+        for _ in range(self.processes):
+            self.call(_ready, source="", target="")
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -133,3 +140,8 @@ def _end_with_parent(parent: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _ready() -> None:
+    """Run in a new conversion process: what conversions import, imported."""
+    from pacsd.services import metadata, rendering  # noqa: F401  (transcode came with this module)
