@@ -31,22 +31,18 @@ import asyncio
 import math
 from collections.abc import Sequence
 
-from pydicom.dataset import Dataset
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pacsd.domain import uid
 from pacsd.domain.errors import NotSendable
-from pacsd.domain.outcomes import StoredInstance
-from pacsd.domain.query import InformationModel
-from pacsd.ports import no_watch
 from pacsd.services.archive import Archive
 from pacsd.services.rendering import JPEG, MAX_SIDE, PNG, Rendering, Viewport, Window
 from pacsd.web import statuses
 from pacsd.web.accept import MediaType, negotiate
-from pacsd.web.statuses import BAD_REQUEST, NOT_ACCEPTABLE, NOT_FOUND, HttpError
+from pacsd.web.paths import stored_instances
+from pacsd.web.statuses import BAD_REQUEST, NOT_ACCEPTABLE, HttpError
 
 STUDY = "/dicomweb/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -83,7 +79,7 @@ class RenderedRoutes:
             raise HttpError(NOT_ACCEPTABLE, f"Accept {accept!r}: rendered images are available as {shown}")
         asked = parameters(request.query_params.multi_items(), chosen.media_type.essence, thumbnail)
         frame = frame_number(request.path_params.get("frame", "1"))
-        instances = await self._instances(request)
+        instances = await stored_instances(self.archive, request)
         instance = instances[0]
         if "instance" not in request.path_params:
             study = request.path_params["study"]
@@ -95,28 +91,6 @@ class RenderedRoutes:
             status, body = statuses.not_sendable(exc)
             raise HttpError(status, f"instance {instance.sop_uid}: {body['error']}") from None
         return Response(image, media_type=asked.media_type, headers={"Vary": "Accept"})
-
-    async def _instances(self, request: Request) -> list[StoredInstance]:
-        """The stored instances the path names (InvalidUID: 400; none: 404)."""
-        params = request.path_params
-        identifier = Dataset()
-        identifier.QueryRetrieveLevel = "STUDY"
-        identifier.StudyInstanceUID = uid.require(params["study"], "Study Instance UID in the path")
-        if "series" in params:
-            identifier.QueryRetrieveLevel = "SERIES"
-            identifier.SeriesInstanceUID = uid.require(params["series"], "Series Instance UID in the path")
-        if "instance" in params:
-            identifier.QueryRetrieveLevel = "IMAGE"
-            identifier.SOPInstanceUID = uid.require(params["instance"], "SOP Instance UID in the path")
-        fields: dict[str, object] = {"http_path": request.url.path}
-        plan = await run_in_threadpool(
-            self.archive.plan_retrieve, identifier, InformationModel.STUDY_ROOT, no_watch, fields
-        )
-        if not plan.instances:
-            level = {"STUDY": "study", "SERIES": "series", "IMAGE": "instance"}[identifier.QueryRetrieveLevel]
-            shown = "/".join(str(params[key]) for key in ("study", "series", "instance") if key in params)
-            raise HttpError(NOT_FOUND, f"no such {level}: {shown}")
-        return plan.instances
 
 
 def frame_number(text: str) -> int:

@@ -36,26 +36,23 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future
 
 from pydicom import uid as ts
-from pydicom.dataset import Dataset
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from pacsd import log
-from pacsd.domain import uid
 from pacsd.domain.errors import NotSendable
 from pacsd.domain.outcomes import StoredInstance
 from pacsd.domain.part10 import FileRegion, meta_for
-from pacsd.domain.query import InformationModel
-from pacsd.ports import no_watch
 from pacsd.services.archive import Archive
 from pacsd.services.metadata import absolute
 from pacsd.services.retrieve import Outgoing
 from pacsd.web import statuses, urls
 from pacsd.web.accept import Chosen, MediaType, negotiate
 from pacsd.web.multipart import encode_parts
-from pacsd.web.statuses import NOT_ACCEPTABLE, NOT_FOUND, NOT_MODIFIED, HttpError
+from pacsd.web.paths import stored_instances
+from pacsd.web.statuses import NOT_ACCEPTABLE, NOT_MODIFIED, HttpError
 
 _log = log.get("pacsd.wado")
 
@@ -129,28 +126,6 @@ class WadoRoutes:
             Route(INSTANCE + "/bulkdata/{path:path}", self.bulkdata, methods=["GET"]),
         ]
 
-    async def _instances(self, request: Request) -> list[StoredInstance]:
-        """The stored instances the path names (InvalidUID: 400; none: 404)."""
-        params = request.path_params
-        identifier = Dataset()
-        identifier.QueryRetrieveLevel = "STUDY"
-        identifier.StudyInstanceUID = uid.require(params["study"], "Study Instance UID in the path")
-        if "series" in params:
-            identifier.QueryRetrieveLevel = "SERIES"
-            identifier.SeriesInstanceUID = uid.require(params["series"], "Series Instance UID in the path")
-        if "instance" in params:
-            identifier.QueryRetrieveLevel = "IMAGE"
-            identifier.SOPInstanceUID = uid.require(params["instance"], "SOP Instance UID in the path")
-        fields: dict[str, object] = {"http_path": request.url.path}
-        plan = await run_in_threadpool(
-            self.archive.plan_retrieve, identifier, InformationModel.STUDY_ROOT, no_watch, fields
-        )
-        if not plan.instances:
-            level = {"STUDY": "study", "SERIES": "series", "IMAGE": "instance"}[identifier.QueryRetrieveLevel]
-            shown = "/".join(str(params[key]) for key in ("study", "series", "instance") if key in params)
-            raise HttpError(NOT_FOUND, f"no such {level}: {shown}")
-        return plan.instances
-
     # -- instances ---------------------------------------------------------------
 
     async def retrieve(self, request: Request) -> Response:
@@ -159,7 +134,7 @@ class WadoRoutes:
         chosen = negotiate(accept, offers)
         if chosen is None:
             raise not_acceptable(accept, offers)
-        instances = await self._instances(request)
+        instances = await stored_instances(self.archive, request)
         for instance in instances:
             reason = self.archive.send_refusal(instance, accepted(chosen, instance))
             if reason:
@@ -219,7 +194,7 @@ class WadoRoutes:
         offers = [MediaType("application", "dicom+json"), MediaType("application", "json")]
         if negotiate(accept, offers) is None:
             raise not_acceptable(accept, offers)
-        instances = await self._instances(request)
+        instances = await stored_instances(self.archive, request)
         base = dicomweb_base(request)
         stamp = await run_in_threadpool(self.archive.metadata_etag, instances)
         # The body depends on the base URL too (BulkDataURIs): so does its tag.
@@ -239,14 +214,14 @@ class WadoRoutes:
 
     async def frames(self, request: Request) -> Response:
         numbers = frame_numbers(request.path_params["frames"])
-        [instance] = await self._instances(request)
+        [instance] = await stored_instances(self.archive, request)
         chosen, native = self._pixel_offer(request, instance, pixel=True)
         frames = await self._blocking(self.archive.frames, instance, numbers, native)
         return _related(chosen, instance, native, frames)
 
     async def bulkdata(self, request: Request) -> Response:
         path = request.path_params["path"]
-        [instance] = await self._instances(request)
+        [instance] = await stored_instances(self.archive, request)
         pixel = path.strip("/").upper() in PIXEL_DATA_PATHS
         chosen, native = self._pixel_offer(request, instance, pixel=pixel)
         values = await self._blocking(self.archive.bulkdata, instance, path, native)

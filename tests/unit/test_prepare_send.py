@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from pacsd.ports import no_watch
 from pacsd.services.archive import Archive
 from pacsd.services.conversions import Conversions
 from pacsd.testing import synth
-from tests.unit.conftest import open_archive
 
 
 def _shipped(name: str) -> Dataset:
@@ -60,14 +58,6 @@ def _decoded(data: bytes, syntax: str) -> Dataset:
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = uid
     return ds
-
-
-@pytest.fixture
-def archive(tmp_path: Path) -> Iterator[Archive]:
-    opened = open_archive(tmp_path / "data")
-    yield opened
-    opened.close()
-    opened.index.close()
 
 
 def test_stored_syntax_accepted_goes_as_stored(archive: Archive, tmp_path: Path) -> None:
