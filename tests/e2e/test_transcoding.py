@@ -36,10 +36,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsd.testing.peers import free_port
+from pacsd.testing.samples import ORIGINALS, sample
 from tests.e2e import transcoding_data as data
 from tests.e2e.conftest import SCU, Server, StoreSCP
-from tests.e2e.transcoding_data import ORIGINALS, Original
+from tests.e2e.transcoding_data import Original
 
+# The compressed originals of tests/unit/test_transcode.py, one study each, through the network.
 NAMES = [name for name, _ in ORIGINALS]
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
@@ -96,7 +98,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         server.start()
         setup = Setup(server, dest, accept_all, jls, work)
         for name, lossless in ORIGINALS:
-            setup.originals[name] = data.relabelled(data.sample(name), work / f"original-{name}", lossless)
+            setup.originals[name] = data.relabelled(sample(name), work / f"original-{name}", lossless)
         # Each as sent: pynetdicom proposes exactly the file's syntax and sends its bytes.
         setup.store(*setup.originals.values())
         yield setup
@@ -289,7 +291,7 @@ def test_c_move_encodes_an_uncompressed_ct_for_a_jpeg_ls_only_scp(
 
 
 def test_an_accepted_stored_syntax_goes_as_stored(setup: Setup) -> None:
-    original = data.relabelled(data.sample("MR_small_jpeg_ls_lossless.dcm"), setup.work / "as-stored.dcm")
+    original = data.relabelled(sample("MR_small_jpeg_ls_lossless.dcm"), setup.work / "as-stored.dcm")
     setup.store(original)
     moved = c_move(setup.server, original.study, setup.accept_all.ae_title)
     assert (moved.status, moved.completed, moved.failed) == (0x0000, 1, 0), moved.comment
@@ -305,7 +307,7 @@ def test_an_accepted_stored_syntax_goes_as_stored(setup: Setup) -> None:
 @pytest.fixture(scope="module")
 def corrupt_study(setup: Setup) -> tuple[list[Original], Original]:
     """Two good JPEG-LS images and one whose frame lost its last bytes, in one study."""
-    source = data.sample("MR_small_jpeg_ls_lossless.dcm")
+    source = sample("MR_small_jpeg_ls_lossless.dcm")
     first = data.relabelled(source, setup.work / "good-1.dcm")
     second = data.relabelled(source, setup.work / "good-2.dcm", study=first.study)
     bad = data.truncated(source, setup.work / "truncated.dcm", first.study)
@@ -376,7 +378,7 @@ def test_a_lossless_original_is_not_made_lossy(
 
 
 def test_a_conversion_is_logged_with_both_syntaxes_and_its_duration(setup: Setup) -> None:
-    original = data.relabelled(data.sample("MR_small_RLE.dcm"), setup.work / "logged.dcm")
+    original = data.relabelled(sample("MR_small_RLE.dcm"), setup.work / "logged.dcm")
     setup.store(original)
     got = c_get(setup.server, original.study, {original.sop_class}, ImplicitVRLittleEndian)
     assert got.completed == 1

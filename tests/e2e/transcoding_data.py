@@ -10,38 +10,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 from pydicom import dcmread
-from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import decompress
 from pydicom.uid import UID, generate_uid
 
 from pacsd.testing import synth
-
-# Compressed originals (lossless unless marked), one study each: the set of
-# tests/unit/test_transcode.py, now through the network.
-ORIGINALS: list[tuple[str, bool]] = [
-    ("MR_small_RLE.dcm", True),  # RLE, 16-bit signed
-    ("SC_rgb_rle_16bit_2frame.dcm", True),  # RLE, RGB, 16-bit, two frames
-    ("rtdose_rle.dcm", True),  # RLE, 32-bit, 15 frames
-    ("MR_small_jpeg_ls_lossless.dcm", True),  # JPEG-LS lossless
-    ("JPEGLSNearLossless_16.dcm", False),  # JPEG-LS near-lossless, 16-bit
-    ("SC_rgb_jls_lossy_sample.dcm", False),  # JPEG-LS near-lossless, RGB
-    ("MR_small_jp2klossless.dcm", True),  # JPEG 2000 lossless, signed
-    ("examples_jpeg2k.dcm", True),  # JPEG 2000 lossless, YBR_RCT colour
-    ("JPEG2000.dcm", False),  # JPEG 2000 lossy, signed
-    ("SC_rgb_jpeg_gdcm.dcm", True),  # JPEG Lossless SV1, RGB
-    ("JPGExtended.dcm", False),  # JPEG Extended, 12-bit
-    ("SC_rgb_jpeg_dcmtk.dcm", False),  # JPEG Baseline, YBR_FULL
-    ("SC_rgb_dcmtk_+eb+cy+s2.dcm", False),  # JPEG Baseline, YBR_FULL_422
-    ("examples_ybr_color.dcm", False),  # JPEG Baseline, YBR_FULL_422, 30 frames
-    ("image_dfl.dcm", True),  # deflated
-]
-
-
-def sample(name: str) -> Path:
-    found = get_testdata_file(name, download=False)
-    assert found is not None, f"pydicom test file {name} missing"
-    return Path(str(found))
 
 
 @dataclass(frozen=True)

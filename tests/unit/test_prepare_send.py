@@ -6,17 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom import uid as ts
-from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filereader import read_dataset
-from pydicom.uid import UID
+from pydicom.dataset import Dataset
 
 from pacsd.domain.errors import ConversionFailed, NoUsableSyntax, Unreadable
 from pacsd.domain.outcomes import StoredInstance
@@ -27,12 +23,11 @@ from pacsd.ports import no_watch
 from pacsd.services.archive import Archive
 from pacsd.services.conversions import Conversions
 from pacsd.testing import synth
+from pacsd.testing.samples import decoded, sample
 
 
 def _shipped(name: str) -> Dataset:
-    found = get_testdata_file(name, download=False)
-    assert found is not None, name
-    ds = dcmread(str(found))
+    ds = dcmread(sample(name))
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = synth.new_uid(), synth.new_uid(), synth.new_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.PatientID = "SEND1"
@@ -52,14 +47,6 @@ def _stored(archive: Archive, ds: Dataset, work: Path) -> StoredInstance:
     return instance
 
 
-def _decoded(data: bytes, syntax: str) -> Dataset:
-    uid = UID(syntax)
-    ds = read_dataset(BytesIO(data), uid.is_implicit_VR, uid.is_little_endian)
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = uid
-    return ds
-
-
 def test_stored_syntax_accepted_goes_as_stored(archive: Archive, tmp_path: Path) -> None:
     original = _shipped("MR_small_jpeg_ls_lossless.dcm")
     instance = _stored(archive, original, tmp_path)
@@ -74,7 +61,7 @@ def test_other_syntax_is_converted_losslessly(archive: Archive, tmp_path: Path) 
     outgoing = archive.prepare_send(instance, [ts.ImplicitVRLittleEndian]).result()
     assert (outgoing.syntax, outgoing.converted_from) == (ts.ImplicitVRLittleEndian, ts.JPEGLSLossless)
     assert isinstance(outgoing.data, bytes)
-    received = _decoded(outgoing.data, outgoing.syntax)
+    received = decoded(outgoing.data, outgoing.syntax)
     assert received.SOPInstanceUID == original.SOPInstanceUID
     assert np.array_equal(received.pixel_array, original.pixel_array)
 
@@ -130,7 +117,7 @@ def test_a_conversion_process_that_dies_fails_its_conversion_and_the_pool_recove
         with pytest.raises(ConversionFailed, match="conversion process ended"):
             converting.result(timeout=60)
         data, _ = conversions.submit(str(small), ts.ExplicitVRLittleEndian, ts.RLELossless).result(timeout=60)
-        assert np.array_equal(_decoded(data, ts.RLELossless).pixel_array, dcmread(small).pixel_array)
+        assert np.array_equal(decoded(data, ts.RLELossless).pixel_array, dcmread(small).pixel_array)
     finally:
         conversions.close()
     assert _conversion_processes() == []
