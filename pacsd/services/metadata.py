@@ -41,6 +41,11 @@ DEFER_SIZE = 1024  # values longer than this are not read to build the JSON
 BULK_KEY = '"BulkDataURI": "'  # as json.dumps writes it; never inside a string value (quotes are escaped)
 
 
+def is_pixel_path(path: str) -> bool:
+    """Whether bulk data path *path* names the (float) pixel data itself."""
+    return path.strip("/").upper() in {f"{tag:08X}" for tag in PIXEL_TAGS}
+
+
 def bulkdata_root(study_uid: str, series_uid: str, sop_uid: str) -> str:
     return f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/bulkdata/"
 

@@ -21,9 +21,8 @@ from pydicom.filereader import read_dataset
 
 from pacsd.domain.errors import NoSuchAttribute, NoSuchFrame, Unreadable
 from pacsd.domain.outcomes import StoredInstance
-from pacsd.domain.part10 import FileRegion
 from pacsd.ports import FileStore
-from pacsd.services.metadata import PIXEL_TAGS, bulk_value
+from pacsd.services.metadata import bulk_value, is_pixel_path
 from pacsd.services.retrieve import Outgoing
 
 # Stored syntaxes whose pixel bytes are already native little endian.
@@ -40,13 +39,10 @@ def dataset(storage: FileStore, instance: StoredInstance, native: bool, prepare:
             return pydicom.dcmread(storage.absolute(instance.path))
         except (OSError, ValueError) as exc:
             raise Unreadable(f"stored file unreadable: {exc}") from None
-    outgoing = prepare(instance, [ts.ExplicitVRLittleEndian]).result()
-    data = outgoing.data
-    if isinstance(data, FileRegion):  # as stored and large: cannot happen for a converted dataset
-        with open(data.path, "rb") as file:
-            file.seek(data.offset)
-            data = file.read(data.length)
-    return read_dataset(BytesIO(bytes(data)), is_implicit_VR=False, is_little_endian=True)
+    # Stored in neither native syntax, so converted: whole bytes, never a FileRegion.
+    data = prepare(instance, [ts.ExplicitVRLittleEndian]).result().data
+    assert isinstance(data, bytes)
+    return read_dataset(BytesIO(data), is_implicit_VR=False, is_little_endian=True)
 
 
 def frame_count(ds: Dataset) -> int:
@@ -99,7 +95,7 @@ def frames(
 def bulkdata(storage: FileStore, instance: StoredInstance, path: str, native: bool, prepare: Prepare) -> list[bytes]:
     """The value bulk data *path* names: one part, or for encapsulated
     pixel data as stored (not *native*) one part per frame."""
-    pixel = path.strip("/").upper() in {f"{tag:08X}" for tag in PIXEL_TAGS}
+    pixel = is_pixel_path(path)
     ds = dataset(storage, instance, native and pixel, prepare)
     if pixel and not native:
         return stored_frames(ds, range(1, frame_count(ds) + 1))

@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from pacsd.domain import transfer
-from pacsd.domain.errors import NotSendable, NoUsableSyntax, Unreadable
+from pacsd.domain.errors import NoUsableSyntax, Unreadable
 from pacsd.domain.outcomes import StoredInstance
 from pacsd.domain.part10 import FileRegion, dataset_offset
 from pacsd.ports import FileStore
@@ -60,14 +60,14 @@ def prepare(
     NotSendable naming why."""
     ready: Future[Outgoing] = Future()
     plan = transfer.send_plan(instance.transfer_syntax, accepted, allow_lossy)
-    try:
-        if isinstance(plan, transfer.Refuse):
-            raise NoUsableSyntax(plan.reason)
-        if isinstance(plan, transfer.AsStored):
+    if isinstance(plan, transfer.Refuse):
+        ready.set_exception(NoUsableSyntax(plan.reason))
+        return ready
+    if isinstance(plan, transfer.AsStored):
+        try:
             ready.set_result(Outgoing(plan.syntax, stored_dataset(storage, instance)))
-            return ready
-    except NotSendable as exc:
-        ready.set_exception(exc)
+        except Unreadable as exc:
+            ready.set_exception(exc)
         return ready
     path = str(storage.absolute(instance.path))
     target = plan.target

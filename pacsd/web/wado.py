@@ -46,7 +46,7 @@ from pacsd.domain.errors import NotSendable
 from pacsd.domain.outcomes import StoredInstance
 from pacsd.domain.part10 import FileRegion, meta_for
 from pacsd.services.archive import Archive
-from pacsd.services.metadata import absolute
+from pacsd.services.metadata import absolute, is_pixel_path
 from pacsd.services.retrieve import Outgoing
 from pacsd.web import statuses, urls
 from pacsd.web.accept import Chosen, MediaType, negotiate
@@ -73,7 +73,6 @@ FRAME_TYPES: dict[str, tuple[str, ...]] = {
     "image/jls": (ts.JPEGLSLossless, ts.JPEGLSNearLossless),
     "image/jp2": (ts.JPEG2000Lossless, ts.JPEG2000),
 }
-PIXEL_DATA_PATHS = frozenset(("7FE00010", "7FE00008", "7FE00009"))
 
 
 def related(part_type: str, **params: str) -> MediaType:
@@ -222,7 +221,7 @@ class WadoRoutes:
     async def bulkdata(self, request: Request) -> Response:
         path = request.path_params["path"]
         [instance] = await stored_instances(self.archive, request)
-        pixel = path.strip("/").upper() in PIXEL_DATA_PATHS
+        pixel = is_pixel_path(path)
         chosen, native = self._pixel_offer(request, instance, pixel=pixel)
         values = await self._blocking(self.archive.bulkdata, instance, path, native)
         return _related(chosen, instance, native, values)
