@@ -15,11 +15,11 @@ from pydicom.dataset import Dataset
 
 from pacsd.domain import charset, transfer
 from pacsd.domain.deletion import Deleted, DeleteTarget
-from pacsd.domain.errors import OverBudget, StudyMismatch
+from pacsd.domain.errors import OverBudget
 from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import Change, FetchRecord, Outcome, Result, RetrievePlan, StoredInstance
 from pacsd.domain.query import C_FIND, UNIQUE_KEYS, InformationModel, SearchOptions, query_level, text_value
-from pacsd.domain.received import Received, validate
+from pacsd.domain.received import Received
 from pacsd.domain.worklist import WorklistEntry
 from pacsd.ports import FileStore, Flusher, Index, LogFields, Source, Watch, no_watch
 from pacsd.services import deletion, mpps, pixels, rendering, retrieve, worklist
@@ -94,14 +94,7 @@ class Archive:
         budget = self.limits.object_bytes(received.sop_class_uid)
         if len(received.dataset) > budget:
             raise OverBudget("max_object_bytes", f"dataset of {len(received.dataset)} bytes exceeds {budget}")
-        if study_uid is not None:
-            header = validate(received, self.limits)
-            if header.study_uid != study_uid:
-                raise StudyMismatch(
-                    f"SOP instance {header.sop_instance_uid} belongs to study {header.study_uid}, "
-                    f"not to {study_uid} named in the request"
-                )
-        return self.ingest.store(received)
+        return self.ingest.store(received, study_uid)
 
     def store_fetched(self, files: list[Path], fetch: FetchRecord) -> int:
         """Index a study the caching proxy fetched whole, with its fetch

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
-from pacsd.domain.errors import RequestMismatch, StorageFailure
+from pacsd.domain.errors import RequestMismatch, StorageFailure, StudyMismatch
 from pacsd.domain.header import Header
 from pacsd.domain.limits import Limits
 from pacsd.domain.outcomes import FetchRecord, Linked, Outcome, Placement, Result
@@ -63,9 +63,15 @@ class Ingest:
         self.index = index
         self.flusher = flusher
 
-    def store(self, received: Received) -> Outcome:
-        """Store *received*; raise a :class:`pacsd.domain.errors.Refusal` if refused."""
+    def store(self, received: Received, study_uid: str | None = None) -> Outcome:
+        """Store *received*; raise a :class:`pacsd.domain.errors.Refusal` if
+        refused (StudyMismatch if *study_uid* is given and is not its study)."""
         header = validate(received, self.limits)
+        if study_uid is not None and header.study_uid != study_uid:
+            raise StudyMismatch(
+                f"SOP instance {header.sop_instance_uid} belongs to study {header.study_uid}, "
+                f"not to {study_uid} named in the request"
+            )
         relative = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_instance_uid)
         meta = file_meta(received)
         size = len(meta) + len(received.dataset)
