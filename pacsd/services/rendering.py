@@ -33,6 +33,7 @@ from pydicom.pixels.utils import pixel_array
 
 from pacsd.domain.errors import ConversionFailed, InvalidQuery, NoSuchFrame, Unreadable
 from pacsd.domain.outcomes import StoredInstance
+from pacsd.services.pixels import frame_count
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -139,7 +140,7 @@ def render(path: str, frame: int, rendering: Rendering) -> bytes:
     syntax = str(ds.get("file_meta", Dataset()).get("TransferSyntaxUID", ""))
     if not any(keyword in ds for keyword in PIXEL_KEYWORDS):
         raise NoSuchFrame("the instance has no pixel data: there is no image to render")
-    count = _frame_count(ds)
+    count = frame_count(ds)
     if not 1 <= frame <= count:
         raise NoSuchFrame(f"frame {frame}: the instance has {count} frame(s), numbered from 1")
     try:
@@ -160,13 +161,6 @@ def _decoded(path: str, index: int | None) -> NDArray[np.generic]:
         return pixel_array(path, index=index)
     except Exception:
         return pixel_array(pydicom.dcmread(path), index=index)
-
-
-def _frame_count(ds: Dataset) -> int:
-    try:
-        return max(1, int(ds.get("NumberOfFrames") or 1))
-    except (TypeError, ValueError):
-        return 1
 
 
 # Attributes of the pixel pipeline an enhanced object's functional groups
