@@ -84,7 +84,7 @@ class MediaRange:
     position: int  # in the header, for stable ordering
 
     def specificity(self) -> tuple[int, int, int]:
-        params = sum(1 for name, _ in self.media.params if name != TRANSFER_SYNTAX)
+        params = sum(1 for name, value in self.media.params if name != TRANSFER_SYNTAX and not _any_type(name, value))
         return (self.media.type != "*", self.media.subtype != "*", params)
 
 
@@ -167,9 +167,14 @@ def _matches(range_: MediaType, offer: MediaType) -> bool:
         if name == TRANSFER_SYNTAX:
             if have is not None and value not in ("*", have):
                 return False
-        elif have != value:
+        elif have != value and not _any_type(name, value):
             return False
     return True
+
+
+def _any_type(name: str, value: str) -> bool:
+    """``type="*/*"`` (dicomweb-client's default on multipart/related): any part type."""
+    return name == "type" and value == "*/*"
 
 
 def _media_range(element: str, position: int) -> MediaRange | None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -94,16 +93,6 @@ def frame_numbers(text: str) -> list[int]:
     return numbers
 
 
-_ANY_TYPE = re.compile(r';\s*type\s*=\s*"?\*/\*"?', re.IGNORECASE)
-
-
-def accept_header(request: Request) -> str | None:
-    """The Accept header, ``multipart/related; type="*/*"`` (what
-    dicomweb-client sends by default) read as any part type."""
-    accept = request.headers.get("accept")
-    return None if accept is None else _ANY_TYPE.sub("", accept)
-
-
 def not_acceptable(accept: str | None, offers: Sequence[MediaType]) -> HttpError:
     shown = ", ".join(str(offer) for offer in offers)
     return HttpError(NOT_ACCEPTABLE, f"Accept {accept or '*/*'!r}: this resource is available as {shown}")
@@ -128,7 +117,7 @@ class WadoRoutes:
     # -- instances ---------------------------------------------------------------
 
     async def retrieve(self, request: Request) -> Response:
-        accept = accept_header(request)
+        accept = request.headers.get("accept")
         offers = [related("application/dicom")] + ([DICOM] if "instance" in request.path_params else [])
         chosen = negotiate(accept, offers)
         if chosen is None:
@@ -189,7 +178,7 @@ class WadoRoutes:
     # -- metadata ----------------------------------------------------------------
 
     async def metadata(self, request: Request) -> Response:
-        accept = accept_header(request)
+        accept = request.headers.get("accept")
         offers = [MediaType("application", "dicom+json"), MediaType("application", "json")]
         if negotiate(accept, offers) is None:
             raise not_acceptable(accept, offers)
@@ -233,7 +222,7 @@ class WadoRoutes:
         offers = [related(OCTET, **{"transfer-syntax": ts.ExplicitVRLittleEndian}), related(OCTET)]
         if pixel:
             offers += [related(t, **{"transfer-syntax": stored}) for t, uids in FRAME_TYPES.items() if stored in uids]
-        accept = accept_header(request)
+        accept = request.headers.get("accept")
         chosen = negotiate(accept, offers)
         if chosen is None:
             raise not_acceptable(accept, offers[:1] + offers[2:])

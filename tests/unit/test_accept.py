@@ -215,3 +215,13 @@ def test_never_crashes_on_random_headers() -> None:
         header = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
         result = negotiate(header, [DICOM, *SEARCH])  # must not raise
         assert result is None or 0 < result.q <= 1
+
+
+def test_a_multipart_range_of_any_part_type_matches_every_multipart_offer() -> None:
+    # dicomweb-client's default Accept on retrieves: type="*/*" is no restriction.
+    assert chosen('multipart/related; type="*/*"', [DICOM]) == DICOM
+    assert chosen("multipart/related; type=*/*", [OCTETS, DICOM]) == OCTETS  # the route's order decides
+    # ...and counts as no parameter: a range naming the type stays more specific.
+    assert chosen(f'multipart/related; type="*/*", {DICOM}; q=0', [DICOM]) is None
+    assert chosen(f'{OCTETS}; q=0, multipart/related; type="*/*"', [OCTETS, DICOM]) == DICOM
+    assert chosen('multipart/related; type="*/*"', ["application/dicom"]) is None
